@@ -1,0 +1,435 @@
+"""Contrastive (hack, clean) pairs: the only labels the method ever sees.
+
+A pair is one prompt with two completions: `hack` exploits the loophole the prompt leaks, `clean` solves the
+problem honestly, and the two are matched in everything else (length, layout, style), so the gradient
+difference grad(prompt + hack) - grad(prompt + clean) points along "hack vs honest" and little else.
+Pairs are written by hand (`data/pairs/hack_pairs.md`), never mined from training rollouts: labelling a
+rollout as a hack needs the oracle, which is exactly what the method must do without.
+
+Sources, selected by a ref string (grammar in `parse_ref`):
+- a markdown file: `## section`, `### pair-id`, optional `Tags: a, b`, then `#### Prompt`, `#### Hack`,
+  `#### Clean`, each followed by exactly one fenced block (see `parse_markdown`);
+- a JSON file: a list of {"id", "prompt", "hack", "clean", "tags"};
+- `problems:PATH`: each problem's own-mode canonical hack vs its reference solution (`pairs_from_problems`).
+
+`prompt` is the user message (the extractor wraps it with the system prompt and chat template);
+`hack` and `clean` are assistant completions with a ```python block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from projected_grpo.problems import Problem, user_message
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PAIRS = REPO_ROOT / "data" / "pairs" / "hack_pairs.md"
+
+# Section names, pair ids, id prefixes and tags: no spaces and none of the ref separators `# / @ ,`.
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_SUB_BLOCKS = ("Prompt", "Hack", "Clean")
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    prompt: str  # the user message
+    hack: str  # assistant completion that exploits the leaked loophole
+    clean: str  # assistant completion that solves the problem honestly
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in ("id", "prompt", "hack", "clean"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"pair {self.id!r}: field {name!r} must be a non-empty string")
+        if not isinstance(self.tags, tuple) or not all(isinstance(t, str) and _NAME.fullmatch(t) for t in self.tags):
+            raise ValueError(f"pair {self.id!r}: tags must be a tuple of names matching {_NAME.pattern}, got {self.tags!r}")
+        if self.hack == self.clean:
+            raise ValueError(f"pair {self.id!r}: hack and clean sides are identical")
+
+
+# ── markdown ───────────────────────────────────────────────────────────────────────────────────────
+
+# A fence opens at column 0 with >= 3 backticks or tildes; it closes at a line of the same character, at
+# least as long, and nothing else. The completions themselves hold ```python blocks, so the file wraps each
+# block in a longer (````) or different (~~~) fence and a 3-backtick line inside stays content.
+_FENCE_OPEN = re.compile(r"^(`{3,}|~{3,})(.*)$")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
+_TAGS_LINE = re.compile(r"^Tags:(.*)$")
+
+
+def _tokens(lines: list[str], where: str) -> list[tuple[str, int, str]]:
+    """(kind, 1-based line, payload) for each heading ("h1".."h6"), fenced block ("block") and prose line ("text").
+
+    Blank lines vanish. A block's payload is its inner lines joined by "\\n", exactly: the text ends with a
+    newline only if the block ends with an empty line.
+    """
+    out, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE_OPEN.match(line)
+        if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):  # ```x``` is inline code, not a fence
+            mark = fence.group(1)
+            close = re.compile(rf"^{re.escape(mark[0])}{{{len(mark)},}}\s*$")
+            j = i + 1
+            while j < len(lines) and not close.match(lines[j]):
+                j += 1
+            if j == len(lines):
+                owner = next((x[4:].strip() for x in reversed(lines[:i]) if x.startswith("### ")), None)
+                context = f" (in pair {owner!r})" if owner else ""
+                raise ValueError(f"{where}:{i + 1}: fence {mark!r} is never closed{context}")
+            out.append(("block", i + 1, "\n".join(lines[i + 1 : j])))
+            i = j + 1
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            out.append((f"h{len(heading.group(1))}", i + 1, heading.group(2)))
+        elif line.strip():
+            out.append(("text", i + 1, line))
+        i += 1
+    return out
+
+
+@dataclass
+class _Draft:
+    """A pair while its lines are being read."""
+
+    id: str
+    line: int
+    tags: tuple[str, ...] | None = None
+    blocks: dict[str, tuple[int, str]] = field(default_factory=dict)  # sub-block name -> (line, text)
+    expecting: str = ""  # the sub-block whose '####' heading was just read, awaiting its fenced block
+    expecting_line: int = 0
+
+
+def parse_markdown(text: str, where: str = "<string>") -> dict[str, list[Pair]]:
+    """Sections (in file order) of pairs. Anything before the first `## ` is a free-form header.
+
+    Inside a section, prose before the first `### ` is free; inside a pair only one `Tags:` line (before
+    the sub-blocks), the three `####` sub-headings and their blocks may appear. Every violation raises
+    ValueError naming the file, line and pair.
+    """
+    sections: dict[str, list[Pair]] = {}
+    first_seen: dict[str, int] = {}  # pair id -> line
+    section, section_line = "", 0
+    draft: _Draft | None = None
+
+    def fail(line: int, msg: str) -> ValueError:
+        who = f" pair {draft.id!r}:" if draft else (f" section {section!r}:" if section else "")
+        return ValueError(f"{where}:{line}:{who} {msg}")
+
+    def unfed(d: _Draft) -> str:
+        return f"'#### {d.expecting}' (line {d.expecting_line}) is not followed by a fenced block"
+
+    def finish_pair(line: int) -> None:
+        nonlocal draft
+        if draft is None:
+            return
+        if draft.expecting:
+            raise fail(line, unfed(draft))
+        missing = [b for b in _SUB_BLOCKS if b not in draft.blocks]
+        if missing:
+            raise fail(draft.line, f"missing sub-block(s) {missing}; each pair needs #### Prompt, #### Hack, #### Clean")
+        for name, (block_line, block) in draft.blocks.items():
+            if not block.strip():
+                raise fail(block_line, f"'#### {name}' block is empty")
+        prompt, hack, clean = (draft.blocks[b][1] for b in _SUB_BLOCKS)
+        if hack == clean:
+            raise fail(draft.line, "hack and clean blocks are identical")
+        sections[section].append(Pair(draft.id, prompt, hack, clean, draft.tags or ()))
+        draft = None
+
+    def finish_section(line: int) -> None:
+        finish_pair(line)
+        if section and not sections[section]:
+            raise ValueError(f"{where}:{section_line}: section {section!r} has no pairs")
+
+    for kind, line, payload in _tokens(text.splitlines(), where):
+        if kind == "h1":
+            if section:
+                raise fail(line, f"a '# ' title is only allowed in the header, got {payload!r}")
+        elif kind == "h2":
+            finish_section(line)
+            if not _NAME.fullmatch(payload):
+                raise fail(line, f"section name {payload!r} must match {_NAME.pattern}")
+            if payload in sections:
+                raise fail(line, f"duplicate section {payload!r}")
+            section, section_line = payload, line
+            sections[section] = []
+        elif kind == "h3":
+            finish_pair(line)
+            if not section:
+                raise fail(line, f"pair {payload!r} comes before any '## section'")
+            if not _NAME.fullmatch(payload):
+                raise fail(line, f"pair id {payload!r} must match {_NAME.pattern}")
+            if payload in first_seen:
+                raise fail(line, f"duplicate pair id {payload!r} (first at line {first_seen[payload]})")
+            first_seen[payload] = line
+            draft = _Draft(payload, line)
+        elif kind == "h4":
+            if draft is None:
+                raise fail(line, f"'#### {payload}' outside a '### pair'")
+            if draft.expecting:
+                raise fail(line, unfed(draft))
+            if payload not in _SUB_BLOCKS:
+                raise fail(line, f"unknown sub-block '#### {payload}'; expected one of {list(_SUB_BLOCKS)}")
+            if payload in draft.blocks:
+                raise fail(line, f"duplicate sub-block '#### {payload}'")
+            draft.expecting, draft.expecting_line = payload, line
+        elif kind in ("h5", "h6"):
+            raise fail(line, f"unexpected heading level {kind[1]}: {payload!r}")
+        elif kind == "block":
+            if draft is None:
+                continue  # an example in the header or in a section's prose
+            if not draft.expecting:
+                raise fail(line, "fenced block without a '#### Prompt/Hack/Clean' heading right before it")
+            draft.blocks[draft.expecting] = (line, payload)
+            draft.expecting = ""
+        else:  # a prose line
+            if draft is None:
+                continue
+            tags = _TAGS_LINE.match(payload)
+            if not tags or draft.blocks or draft.expecting:
+                raise fail(line, f"unexpected text inside a pair (only one 'Tags:' line before the sub-blocks): {payload!r}")
+            if draft.tags is not None:
+                raise fail(line, "second 'Tags:' line")
+            names = tuple(t.strip() for t in tags.group(1).split(","))
+            bad = [t for t in names if not _NAME.fullmatch(t)]
+            if bad:
+                raise fail(line, f"bad tag(s) {bad} in {payload!r}; tags are comma-separated names matching {_NAME.pattern}")
+            if len(set(names)) != len(names):
+                raise fail(line, f"repeated tag in {payload!r}")
+            draft.tags = names
+    finish_section(len(text.splitlines()) + 1)
+    if not sections:
+        raise ValueError(f"{where}: no '## section' with pairs found")
+    return sections
+
+
+# ── JSON ───────────────────────────────────────────────────────────────────────────────────────────
+
+
+def parse_json(text: str, where: str = "<string>") -> list[Pair]:
+    """A JSON list of {"id", "prompt", "hack", "clean", "tags"} objects ("tags" may be omitted)."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not JSON ({e})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{where}: expected a JSON list of pairs, got {type(rows).__name__}")
+    pairs, seen = [], set()
+    for i, row in enumerate(rows):
+        at = f"{where}: item {i}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{at}: expected an object, got {type(row).__name__}")
+        keys = set(row)
+        missing, extra = {"id", "prompt", "hack", "clean"} - keys, keys - {"id", "prompt", "hack", "clean", "tags"}
+        if missing or extra:
+            raise ValueError(f"{at} (id {row.get('id')!r}): missing keys {sorted(missing)}, unknown keys {sorted(extra)}")
+        if not isinstance(row["id"], str) or not _NAME.fullmatch(row["id"]):
+            raise ValueError(f"{at}: id {row['id']!r} must be a string matching {_NAME.pattern}")
+        not_str = [k for k in ("prompt", "hack", "clean") if not isinstance(row[k], str)]
+        if not_str:
+            raise ValueError(f"{at} (id {row['id']!r}): {not_str} must be strings")
+        tags = row.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValueError(f"{at} (id {row['id']!r}): 'tags' must be a list of strings, got {tags!r}")
+        if row["id"] in seen:
+            raise ValueError(f"{at}: duplicate pair id {row['id']!r}")
+        seen.add(row["id"])
+        try:
+            pairs.append(Pair(row["id"], row["prompt"], row["hack"], row["clean"], tuple(tags)))
+        except ValueError as e:
+            raise ValueError(f"{at}: {e}") from None
+    if not pairs:
+        raise ValueError(f"{where}: empty pair list")
+    return pairs
+
+
+# ── pairs from problems ────────────────────────────────────────────────────────────────────────────
+
+
+def pairs_from_problems(problems: list[Problem]) -> list[Pair]:
+    """Each problem's own-mode canonical hack vs its reference solution, under the problem's own prompt.
+
+    Pair id = problem id; tags = (mode, *problem tags). A problem with mode "none" leaks no loophole, so it
+    has no own-mode hack: that is an error, not a silent skip.
+    """
+    if not problems:
+        raise ValueError("pairs_from_problems: no problems given")
+    no_loophole = [p.id for p in problems if p.mode == "none"]
+    if no_loophole:
+        raise ValueError(f"problems {no_loophole[:5]} have mode 'none': no loophole, so no own-mode hack to pair with")
+    from projected_grpo.rewards import canonical_hack  # lazy: the grader is heavy and pairs.py must stay light
+
+    pairs = []
+    for p in problems:
+        tags = tuple(dict.fromkeys((p.mode, *p.tags)))
+        reference = p.reference.strip("\n").rstrip()
+        clean = f"```python\n{reference}\n```"
+        pairs.append(Pair(id=p.id, prompt=user_message(p), hack=canonical_hack(p), clean=clean, tags=tags))
+    return pairs
+
+
+# ── refs ───────────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class PairRef:
+    source: str  # "path.md", "path.json" or "problems:PATH"
+    section: str  # "" = every section
+    id_prefix: str  # "" = every id
+    tags: tuple[str, ...]  # a selected pair carries all of them
+
+
+def parse_ref(ref: str) -> PairRef:
+    """`SOURCE[#[SECTION][/ID_PREFIX]][@TAG1,TAG2,...]`.
+
+    SOURCE is `path.md`, `path.json` or `problems:PATH` (PATH as `load_problems` takes it). Examples:
+      data/pairs/hack_pairs.md                      every pair
+      data/pairs/hack_pairs.md#sentinel             one section
+      data/pairs/hack_pairs.md#sentinel/sn-pivot    ids starting with "sn-pivot" in that section
+      data/pairs/hack_pairs.md#/rt-                 ids starting with "rt-" in any section
+      data/pairs/hack_pairs.md@run_tests,stub       every section, pairs carrying both tags (same as `#@run_tests,stub`)
+      problems:data/problems/substrate.jsonl@exit_code
+    Paths must not contain '#'; an '@' after the last '/' of a path is read as the tag separator.
+    """
+    if not ref or not ref.strip():
+        raise ValueError("empty pair ref")
+    source, hash_, selector = ref.partition("#")
+    tag_text = None
+    if hash_:
+        selector, at, tag_text = selector.partition("@")
+        tag_text = tag_text if at else None
+    else:
+        head, at, tail = source.rpartition("@")
+        if at and "/" not in tail:
+            source, tag_text = head, tail
+    section, _, id_prefix = selector.partition("/")
+    tags: tuple[str, ...] = ()
+    if tag_text is not None:
+        tags = tuple(t.strip() for t in tag_text.split(","))
+        bad = [t for t in tags if not _NAME.fullmatch(t)]
+        if bad:
+            raise ValueError(f"pair ref {ref!r}: bad tag(s) {bad}; write '@tag1,tag2'")
+    for what, value in (("section", section), ("id prefix", id_prefix)):
+        if value and not _NAME.fullmatch(value):
+            raise ValueError(f"pair ref {ref!r}: {what} {value!r} must match {_NAME.pattern}")
+    if not source:
+        raise ValueError(f"pair ref {ref!r}: no source path")
+    if not (source.startswith("problems:") or source.endswith((".md", ".json"))):
+        raise ValueError(f"pair ref {ref!r}: source must be a .md or .json file or 'problems:PATH', got {source!r}")
+    return PairRef(source=source, section=section, id_prefix=id_prefix, tags=tags)
+
+
+def _resolve(path: str) -> Path:
+    """Relative paths resolve against the cwd, then the repository root."""
+    p = Path(path)
+    for candidate in ([p] if p.is_absolute() else [Path.cwd() / p, REPO_ROOT / p]):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"pair file not found: {path!r} (looked in {Path.cwd()} and {REPO_ROOT})")
+
+
+def _load_source(source: str) -> dict[str, list[Pair]]:
+    """Sections of the source; JSON and problems sources have one unnamed section ""."""
+    if source.startswith("problems:"):
+        from projected_grpo.problems import load_problems
+
+        path = source.removeprefix("problems:")
+        try:
+            path = str(_resolve(path))
+        except FileNotFoundError:
+            pass  # maybe a `datasets` id; load_problems says what is wrong
+        return {"": pairs_from_problems(load_problems(path))}
+    path = _resolve(source)
+    if source.endswith(".json"):
+        return {"": parse_json(path.read_text(), str(path))}
+    return parse_markdown(path.read_text(), str(path))
+
+
+def select_pairs(sections: dict[str, list[Pair]], ref: PairRef, where: str) -> list[Pair]:
+    if ref.section and ref.section not in sections:
+        named = [s for s in sections if s]
+        detail = f"known sections: {named}" if named else "this source has no sections"
+        raise ValueError(f"pair ref {where!r}: unknown section {ref.section!r}; {detail}")
+    pool = sections[ref.section] if ref.section else [p for ps in sections.values() for p in ps]
+    known_tags = {t for p in pool for t in p.tags}
+    unknown = [t for t in ref.tags if t not in known_tags]
+    if unknown:
+        raise ValueError(f"pair ref {where!r}: unknown tag(s) {unknown}; tags here: {sorted(known_tags)}")
+    chosen = [p for p in pool if p.id.startswith(ref.id_prefix) and all(t in p.tags for t in ref.tags)]
+    if not chosen:
+        raise ValueError(f"pair ref {where!r}: selects no pairs")
+    return chosen
+
+
+def load_pairs(ref: str | Path = DEFAULT_PAIRS) -> list[Pair]:
+    """The pairs a ref selects (grammar: `parse_ref`), in file order. Never empty."""
+    ref = str(ref)
+    parsed = parse_ref(ref)
+    return select_pairs(_load_source(parsed.source), parsed, ref)
+
+
+# ── identity and splits ────────────────────────────────────────────────────────────────────────────
+
+
+def pair_digest(pair: Pair) -> str:
+    """sha256 of what the gradient sees: prompt, hack, clean (not id or tags, which are only labels)."""
+    return hashlib.sha256(json.dumps([pair.prompt, pair.hack, pair.clean], ensure_ascii=False).encode()).hexdigest()
+
+
+def pairs_sha(pairs: list[Pair]) -> str:
+    """sha256 identifying a pair selection in caches and run records.
+
+    Order-insensitive and content-only: the hash of the sorted per-pair digests. The basis (an SVD of the
+    stacked per-pair differences, sign-oriented by majority) does not depend on row order or on ids and
+    tags, and `split_pairs` is order-free too, so two refs selecting the same pairs share a cache entry.
+    Duplicates count (a multiset). Any change to a prompt, hack or clean text changes the sha.
+    """
+    if not pairs:
+        raise ValueError("pairs_sha: no pairs")
+    return hashlib.sha256("\n".join(sorted(pair_digest(p) for p in pairs)).encode()).hexdigest()
+
+
+def split_pairs(pairs: list[Pair], holdout_frac: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """(train, holdout) for basis validation; each keeps the input order.
+
+    Membership depends only on the pairs' contents, holdout_frac and seed (not on input order): pairs are
+    ranked by digest, then shuffled with `seed`. holdout_frac > 0 holds out at least one pair; train is
+    never empty.
+    """
+    if not 0.0 <= holdout_frac < 1.0:
+        raise ValueError(f"split_pairs: holdout_frac must be in [0, 1), got {holdout_frac}")
+    n = len(pairs)
+    n_hold = max(1, round(holdout_frac * n)) if holdout_frac > 0 else 0
+    if n - n_hold < 1:
+        raise ValueError(f"split_pairs: {n} pair(s) leave nothing to train on with holdout_frac={holdout_frac}")
+    order = sorted(range(n), key=lambda i: pair_digest(pairs[i]))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_hold])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def main(ref: str = str(DEFAULT_PAIRS)) -> None:
+    """Summarise a ref's selection: count, sha, pairs per tag."""
+    pairs = load_pairs(ref)
+    counts: dict[str, int] = {}
+    for p in pairs:
+        for t in p.tags:
+            counts[t] = counts.get(t, 0) + 1
+    print(f"{len(pairs)} pairs  sha {pairs_sha(pairs)[:16]}")
+    for t, c in sorted(counts.items()):
+        print(f"  {t:<16} {c}")
+
+
+if __name__ == "__main__":
+    import tyro
+
+    tyro.cli(main)
