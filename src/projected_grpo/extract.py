@@ -1,0 +1,369 @@
+"""The hack basis V per module, from gradient differences of contrastive (hack, clean) pairs.
+
+For each pair and side: mean NLL over the completion tokens only, read each module's deployed-knob gradient
+(flattened). Per module D = G_hack - G_clean [n_pairs, dim]; its top-k right singular vectors, each flipped so
+most pairs' differences project positively, span the hack directions. In gradient space +V is hack-ward:
+descending a gradient with V g > 0 raises the hack completion's likelihood relative to the clean one.
+
+A global noise floor then drops every (module, axis) whose singular value is under a quantile of the top-k
+singular values of all modules (global, so a module whose differences are small next to the rest of the model
+is not protected by having its own "top direction"); modules left with no axis get no basis. It is a cut on
+scale: a module is only dropped when its differences are weaker than most of the model's candidate axes.
+
+Validation on held-out pairs (never used for the SVD): per module, the signed cosine of the mean held-out
+difference d with span(V), (|relu(V d)| - |relu(-V d)|) / |d| (= cos(d, v) when k = 1); we report the share
+of modules > 0 and the median, and warn below the seeds' bar (median < 0.3 or share < 50%).
+
+Placebos with the same modules and k per module as the real basis (negative controls):
+- `random`: Haar-random orthonormal rows.
+- `shuffled`: hack/clean swapped at random per pair. Caveat: a swap flips the sign of one row of D, which leaves
+  D^T D, hence span(V), unchanged; only the axes' orientation (which half the one-sided gate removes)
+  becomes a coin flip. Under `no_gate` this placebo removes exactly what the real basis removes.
+- `nonhack`: clean-vs-clean contrasts, D_i = G_clean[i] - G_clean[pi(i)] with pi a seeded cyclic derangement:
+  differences of two honest completions (of different problems, as no pair has two clean sides), so the basis
+  has the same kind of gradient geometry with no hack-vs-honest content.
+
+Cache: one safetensors file per (model, basis kind) holding V per module, with metadata (model id, adapter
+signature, pairs sha, k, floor, basis kind, seed, holdout) that must all match for a hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from loguru import logger
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from projected_grpo.adapter import adapter_signature, knobs
+from projected_grpo.pairs import Pair, pair_digest, pairs_sha, split_pairs
+from projected_grpo.problems import SYSTEM_PROMPT, render_chat
+
+BASIS_KINDS = ("real", "random", "shuffled", "nonhack")
+SIDES = ("hack", "clean")
+CACHE_FORMAT = "1"
+# Seeds' bar for a usable basis: median held-out cosine >= 0.3 and > 0 in at least half the modules.
+MIN_MEDIAN_COS, MIN_SHARE_POS = 0.3, 0.5
+
+Basis = dict[str, Float[Tensor, "_ _"]]  # module name -> [k, dim] orthonormal rows (k varies per module)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    k: int = 4  # top singular directions per module, before the floor
+    floor_quantile: float = 0.25  # drop (module, axis) under this quantile of all modules' top-k singular values
+    basis: str = "real"  # one of BASIS_KINDS
+    batch_size: int = 8  # sequences per vmapped forward/backward
+    seed: int = 0  # held-out split and placebos
+    holdout_frac: float = 0.25  # pairs held out for validation (0: no validation)
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"ExtractConfig.k must be >= 1, got {self.k}")
+        if not 0.0 <= self.floor_quantile < 1.0:
+            raise ValueError(f"ExtractConfig.floor_quantile must be in [0, 1), got {self.floor_quantile}")
+        if self.basis not in BASIS_KINDS:
+            raise ValueError(f"ExtractConfig.basis {self.basis!r} unknown; expected one of {BASIS_KINDS}")
+        if self.batch_size < 1:
+            raise ValueError(f"ExtractConfig.batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.holdout_frac < 1.0:
+            raise ValueError(f"ExtractConfig.holdout_frac must be in [0, 1), got {self.holdout_frac}")
+
+
+# ── per-pair gradients ─────────────────────────────────────────────────────────────────────────────
+
+
+def encode(tokenizer, pair: Pair, side: str) -> tuple[list[int], int]:
+    """(token ids of prompt + completion, number of prompt tokens). The prompt is the chat-templated
+    [system, user] turn with the generation prompt; prompt and completion are tokenized apart, as in generation,
+    so the boundary is exact."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": pair.prompt}]
+    prompt = tokenizer(render_chat(tokenizer, messages), add_special_tokens=False)["input_ids"]
+    completion = tokenizer(getattr(pair, side), add_special_tokens=False)["input_ids"]
+    if not completion:
+        raise ValueError(f"pair {pair.id!r}: {side} completion has no tokens")
+    return prompt + completion, len(prompt)
+
+
+def completion_nll(
+    logits: Float[Tensor, "t vocab"], ids: Int[Tensor, " t"], mask: Float[Tensor, " t"]
+) -> Float[Tensor, ""]:
+    """Mean NLL of the tokens where mask = 1 (the completion), each predicted from the position before it."""
+    nll = F.cross_entropy(logits[:-1].float(), ids[1:], reduction="none")
+    return (nll * mask[1:]).sum() / mask[1:].sum()
+
+
+@contextmanager
+def _vmappable(model: nn.Module) -> Iterator[None]:
+    """eval mode, and an attention kernel torch.func can batch (flash-attn's custom op has no vmap rule)."""
+    was_training, attn = model.training, getattr(model.config, "_attn_implementation", "sdpa")
+    model.eval()
+    if attn not in ("sdpa", "eager"):
+        model.set_attn_implementation("sdpa")
+    try:
+        with warnings.catch_warnings():
+            # sdpa's CPU kernel has no batching rule: vmap runs it per example (correct, merely unbatched).
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            yield
+    finally:
+        if attn not in ("sdpa", "eager"):
+            model.set_attn_implementation(attn)
+        model.train(was_training)
+
+
+def pair_grads(model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, batch_size: int = 8) -> dict[str, Tensor]:
+    """{module: [n_pairs, dim] fp32 CPU}: per pair, the gradient of the completion's mean NLL wrt the deployed knob.
+
+    Per-example gradients of a batch come from torch.func: vmap over grad of a one-sequence loss, with the knobs
+    passed through functional_call (the base weights are frozen and not differentiated). Sequences are padded
+    on the right and run without an attention mask: under causal attention a real token never sees the padding
+    after it, and padded positions carry no loss.
+    """
+    if not pairs:
+        raise ValueError("pair_grads: no pairs")
+    ks = knobs(model)
+    param_name = {id(p): n for n, p in model.named_parameters()}
+    names = {m: param_name[id(d)] for m, (d, _) in ks.items()}  # module -> its deployed knob's parameter name
+    params = {names[m]: d.detach() for m, (d, _) in ks.items()}
+    device = next(iter(params.values())).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def loss_one(params: dict[str, Tensor], ids: Tensor, mask: Tensor) -> Tensor:
+        logits = functional_call(model, params, (ids[None],), {"use_cache": False}).logits[0]
+        return completion_nll(logits, ids, mask)
+
+    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
+    encoded = [encode(tokenizer, p, side) for p in pairs]
+    out: dict[str, list[Tensor]] = {m: [] for m in ks}
+    with _vmappable(model):
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            T = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), T), pad, dtype=torch.long)
+            mask = torch.zeros(len(chunk), T)
+            for i, (seq, n_prompt) in enumerate(chunk):
+                ids[i, : len(seq)] = torch.tensor(seq)
+                mask[i, n_prompt : len(seq)] = 1.0
+            grads = per_example(params, ids.to(device), mask.to(device))
+            for m in ks:
+                out[m].append(grads[names[m]].reshape(len(chunk), -1).float().cpu())
+    return {m: torch.cat(v) for m, v in out.items()}
+
+
+# ── basis from differences ─────────────────────────────────────────────────────────────────────────
+
+
+def oriented_axes(D: Float[Tensor, "n dim"], k: int) -> tuple[Float[Tensor, " kk"], Float[Tensor, "kk dim"]]:
+    """(singular values, right singular vectors) of D, top min(k, n, dim), each vector flipped so that most rows
+    of D project positively onto it (ties broken by the sign of the summed projection)."""
+    _, S, Vh = torch.linalg.svd(D.double(), full_matrices=False)  # float64: cheap here, and stabler for tiny S
+    S, V = S[:k], Vh[:k]
+    proj = D.double() @ V.T  # [n, kk]
+    votes, total = torch.sign(proj).sum(0), proj.sum(0)
+    flip = (votes < 0) | ((votes == 0) & (total < 0))
+    V = torch.where(flip[:, None], -V, V)
+    return S.float(), V.float().contiguous()
+
+
+def _floored_axes(
+    diffs: dict[str, Tensor], k: int, floor_quantile: float
+) -> tuple[dict[str, Tensor], dict[str, list[float]], float]:
+    """(basis, kept singular values per module, floor value)."""
+    if not diffs:
+        raise ValueError("basis_from_diffs: no modules")
+    axes = {m: oriented_axes(D, k) for m, D in diffs.items()}
+    all_S = torch.cat([S for S, _ in axes.values()])
+    floor = torch.quantile(all_S, floor_quantile).item() if floor_quantile > 0 else 0.0
+    null = 1e-6 * all_S.max().item()  # a zero singular value has an arbitrary vector: never a direction
+    basis, kept = {}, {}
+    for m, (S, V) in axes.items():
+        keep = (S >= floor) & (S > null)
+        if keep.any():
+            basis[m], kept[m] = V[keep].contiguous(), S[keep].tolist()
+    return basis, kept, floor
+
+
+def basis_from_diffs(diffs: dict[str, Float[Tensor, "n _"]], k: int, floor_quantile: float) -> Basis:
+    """Per module: top-k oriented right singular vectors of D; then the global noise floor (module docstring)."""
+    return _floored_axes(diffs, k, floor_quantile)[0]
+
+
+def validate_basis(basis: Basis, heldout_diffs: dict[str, Float[Tensor, "n _"]], warn: bool = True) -> dict:
+    """Per module with a basis: signed cosine of the mean held-out difference with span(V). Warns loudly below
+    the seeds' bar (median < 0.3 or share > 0 under 50%) when `warn`."""
+    cos = {}
+    for m, V in basis.items():
+        if m not in heldout_diffs:
+            continue
+        d = heldout_diffs[m].float().mean(0)
+        c = V @ d
+        cos[m] = ((torch.relu(c).norm() - torch.relu(-c).norm()) / d.norm().clamp_min(1e-30)).item()
+    vals = torch.tensor(list(cos.values()))
+    share = (vals > 0).float().mean().item() if cos else 0.0
+    median = vals.median().item() if cos else 0.0
+    ok = bool(cos) and median >= MIN_MEDIAN_COS and share >= MIN_SHARE_POS
+    report = {"n_modules": len(cos), "share_pos": share, "median": median, "ok": ok, "cos": cos}
+    msg = f"held-out cos with span(V) over {len(cos)} modules: median {median:.3f}, share > 0 {share:.0%}"
+    if ok or not warn:
+        logger.info(msg)
+    else:
+        logger.warning(
+            f"!!! BASIS FAILS VALIDATION: {msg} (bar: median >= {MIN_MEDIAN_COS}, share >= {MIN_SHARE_POS:.0%}). "
+            "The extracted directions do not generalise to held-out pairs; projection will be close to random."
+        )
+    return report
+
+
+# ── placebos ───────────────────────────────────────────────────────────────────────────────────────
+
+
+def _generator(seed: int, *salt: str) -> torch.Generator:
+    h = hashlib.sha256(":".join([str(seed), *salt]).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(h[:8], "little") >> 1)
+
+
+def haar_rows(k: int, dim: int, gen: torch.Generator) -> Float[Tensor, "k dim"]:
+    """k Haar-random orthonormal rows: QR of a Gaussian with R's diagonal signs folded back into Q."""
+    q, r = torch.linalg.qr(torch.randn(dim, k, generator=gen, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).T.float().contiguous()
+
+
+def placebo_basis(
+    kind: str, like: Basis, g_hack: dict[str, Float[Tensor, "n _"]], g_clean: dict[str, Float[Tensor, "n _"]], seed: int
+) -> Basis:
+    """A negative-control basis with `like`'s modules and k per module (module docstring for each kind)."""
+    n = next(iter(g_clean.values())).shape[0] if g_clean else 0
+    out = {}
+    if kind == "random":
+        for m, V in like.items():
+            out[m] = haar_rows(V.shape[0], V.shape[1], _generator(seed, "random", m))
+    elif kind == "shuffled":
+        swap = torch.randint(0, 2, (n,), generator=_generator(seed, "shuffled")).float() * 2 - 1  # -1: swapped
+        for m, V in like.items():
+            out[m] = oriented_axes(swap[:, None] * (g_hack[m] - g_clean[m]), V.shape[0])[1]
+    elif kind == "nonhack":
+        if n < 2:
+            raise ValueError(f"nonhack placebo needs >= 2 pairs to contrast clean sides, got {n}")
+        order = torch.randperm(n, generator=_generator(seed, "nonhack"))
+        partner = torch.empty(n, dtype=torch.long)
+        partner[order] = order.roll(1)  # a cycle through a random order: no pair is its own partner
+        for m, V in like.items():
+            out[m] = oriented_axes(g_clean[m] - g_clean[m][partner], V.shape[0])[1]
+    else:
+        raise ValueError(f"unknown placebo kind {kind!r}; expected one of {BASIS_KINDS[1:]}")
+    short = [m for m in out if out[m].shape[0] < like[m].shape[0]]
+    if short:  # too few pairs for k axes in some module
+        raise ValueError(f"{kind} placebo lacks axes the real basis has in {short[:3]}: use more pairs or smaller k")
+    return out
+
+
+# ── extraction and cache ───────────────────────────────────────────────────────────────────────────
+
+
+def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: ExtractConfig) -> tuple[Basis, dict]:
+    """(basis, report). The real basis comes from the training split; placebos copy its modules and k."""
+    pairs = sorted(pairs, key=pair_digest)  # the basis depends on the set of pairs, as pairs_sha does
+    train, held = split_pairs(pairs, cfg.holdout_frac, cfg.seed)
+    logger.info(f"extracting a {cfg.basis} basis from {len(train)} pairs ({len(held)} held out), k={cfg.k}")
+    both = train + held
+    g_hack = pair_grads(model, tokenizer, both, "hack", cfg.batch_size)
+    g_clean = pair_grads(model, tokenizer, both, "clean", cfg.batch_size)
+    n = len(train)
+    tr_h, tr_c = {m: g[:n] for m, g in g_hack.items()}, {m: g[:n] for m, g in g_clean.items()}
+    d_held = {m: g_hack[m][n:] - g_clean[m][n:] for m in g_hack}
+    real, kept_S, floor = _floored_axes({m: tr_h[m] - tr_c[m] for m in tr_h}, cfg.k, cfg.floor_quantile)
+    basis = real if cfg.basis == "real" else placebo_basis(cfg.basis, real, tr_h, tr_c, cfg.seed)
+    report = {
+        "basis": cfg.basis,
+        "n_train": n,
+        "n_heldout": len(held),
+        "n_modules": len(g_hack),
+        "n_kept": len(basis),
+        "floor": floor,
+        "k_per_module": {m: V.shape[0] for m, V in basis.items()},
+        "singular_values": kept_S,  # of the real basis, which placebos copy the structure of
+        "validation": validate_basis(basis, d_held, warn=cfg.basis == "real") if held else None,
+    }
+    if held and cfg.basis != "real":
+        report["validation_real"] = validate_basis(real, d_held, warn=False)
+    n_axes = sum(report["k_per_module"].values())
+    logger.info(f"{cfg.basis} basis: {len(basis)}/{len(g_hack)} modules, {n_axes} axes (floor {floor:.3g})")
+    return basis, report
+
+
+def cache_meta(model: nn.Module, pairs: Sequence[Pair], cfg: ExtractConfig, model_id: str) -> dict[str, str]:
+    """Every field a cached basis must match (batch_size is left out: it does not change the basis)."""
+    meta = {"format": CACHE_FORMAT, "model_id": model_id, "pairs_sha": pairs_sha(list(pairs))}
+    meta |= {f"adapter_{k}": v for k, v in adapter_signature(model).items()}
+    meta |= {k: str(v) for k, v in asdict(cfg).items() if k != "batch_size"}
+    return meta
+
+
+def cache_path(cache_dir: str | Path, model_id: str, basis: str) -> Path:
+    return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_id)}__{basis}.safetensors"
+
+
+def read_cache(path: Path, meta: dict[str, str]) -> tuple[Basis, dict] | str:
+    """(basis, report) on a hit, else the reason for the miss. Raises on an unreadable (corrupt) file."""
+    if not path.exists():
+        return "no cache file"
+    with safe_open(str(path), framework="pt") as f:
+        stored = dict(f.metadata() or {})
+        bad = [
+            f"{k}: cached {stored.get(k, '<missing>')!r} != wanted {v!r}" for k, v in meta.items() if stored.get(k) != v
+        ]
+        if bad:
+            return "; ".join(bad)
+        basis = {m: f.get_tensor(m) for m in f.keys()}
+    report = json.loads(stored["report"])
+    for m, V in basis.items():  # a file that loads but holds garbage is as corrupt as one that does not load
+        eye = torch.eye(V.shape[0]) if V.ndim == 2 else None
+        if eye is None or not torch.allclose(V @ V.T, eye, atol=1e-4):
+            raise ValueError(f"basis[{m!r}] in {path} is not a [k, dim] matrix with orthonormal rows")
+    return basis, report
+
+
+def write_cache(path: Path, basis: Basis, report: dict, meta: dict[str, str]) -> None:
+    """Atomic: a temp file renamed over the target, so a crash never leaves a half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tensors = {m: V.detach().float().contiguous().cpu() for m, V in basis.items()}
+        save_file(tensors, str(tmp), metadata=meta | {"report": json.dumps(report)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_or_extract(
+    model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: ExtractConfig, cache_dir: str | Path, model_id: str
+) -> tuple[Basis, dict]:
+    """The cached basis when every metadata field matches (HIT); otherwise extract and overwrite (MISS)."""
+    meta, path = cache_meta(model, pairs, cfg, model_id), cache_path(cache_dir, model_id, cfg.basis)
+    try:
+        hit = read_cache(path, meta)
+    except Exception as e:  # any unreadable file: safetensors header, json, shapes
+        logger.warning(f"basis cache {path} is corrupt ({type(e).__name__}: {e}); extracting again")
+        hit = "corrupt file"
+    if not isinstance(hit, str):
+        logger.info(f"basis cache HIT {path}")
+        return hit
+    logger.info(f"basis cache MISS {path} ({hit})")
+    basis, report = extract_basis(model, tokenizer, pairs, cfg)
+    write_cache(path, basis, report, meta)
+    return basis, report

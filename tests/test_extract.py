@@ -1,0 +1,126 @@
+"""Unit tests of extract.py: config checks, tokenization boundary, the loss, SVD details, placebos, order-freedom."""
+
+import pytest
+import torch
+
+from projected_grpo.adapter import AdapterConfig, wrap
+from projected_grpo.extract import (
+    ExtractConfig,
+    basis_from_diffs,
+    completion_nll,
+    encode,
+    extract_basis,
+    haar_rows,
+    pair_grads,
+    placebo_basis,
+    validate_basis,
+)
+from projected_grpo.model import load_model
+from projected_grpo.pairs import Pair
+from projected_grpo.problems import SYSTEM_PROMPT, render_chat
+
+
+def pairs(n: int) -> list[Pair]:
+    return [
+        Pair(
+            id=f"p{i}",
+            prompt=f"Return x + {i}.",
+            hack=f"```python\ndef f(x):\n    return 0\nprint('All tests passed')  # {i}\n```",
+            clean=f"```python\ndef f(x):\n    return x + {i}\n```",
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_model("tiny-random-qwen3")[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=0), "k"),
+        (dict(floor_quantile=1.0), "floor_quantile"),
+        (dict(basis="fake"), "basis"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(holdout_frac=-0.1), "holdout_frac"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExtractConfig(**kwargs)
+
+
+def test_encode_splits_prompt_and_completion_exactly(tok):
+    p = pairs(1)[0]
+    ids, n_prompt = encode(tok, p, "clean")
+    prompt = render_chat(tok, [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": p.prompt}])
+    assert tok.decode(ids[:n_prompt]) == prompt
+    assert tok.decode(ids[n_prompt:]) == p.clean
+    with pytest.raises(ValueError, match="side"):
+        encode(tok, p, "both")
+
+
+def test_completion_nll_counts_completion_tokens_only():
+    logits = torch.randn(5, 7)
+    ids = torch.tensor([1, 2, 3, 4, 5])
+    mask = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0])  # tokens 3 and 4 are the completion
+    logp = torch.log_softmax(logits, -1)
+    expected = -(logp[2, 4] + logp[3, 5]) / 2
+    torch.testing.assert_close(completion_nll(logits, ids, mask), expected)
+
+
+def test_zero_modules_get_no_basis_and_k_is_capped_by_pairs():
+    gen = torch.Generator().manual_seed(0)
+    diffs = {"zero": torch.zeros(3, 10), "live": torch.randn(3, 10, generator=gen)}
+    basis = basis_from_diffs(diffs, k=8, floor_quantile=0.0)
+    assert set(basis) == {"live"} and basis["live"].shape == (3, 10)
+
+
+def test_validation_with_one_axis_is_the_plain_cosine():
+    gen = torch.Generator().manual_seed(1)
+    v = torch.nn.functional.normalize(torch.randn(1, 12, generator=gen), dim=1)
+    held = torch.randn(4, 12, generator=gen)
+    d = held.mean(0)
+    rep = validate_basis({"m": v}, {"m": held}, warn=False)
+    assert rep["cos"]["m"] == pytest.approx((v[0] @ d / d.norm()).item(), abs=1e-6)
+
+
+def test_haar_rows_are_orthonormal_and_seeded():
+    a = haar_rows(3, 20, torch.Generator().manual_seed(0))
+    b = haar_rows(3, 20, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a @ a.T, torch.eye(3), atol=1e-6, rtol=0)
+    assert torch.equal(a, b)
+
+
+def test_placebos_copy_structure_and_fail_loudly():
+    gen = torch.Generator().manual_seed(2)
+    gh, gc = {"a": torch.randn(6, 16, generator=gen)}, {"a": torch.randn(6, 16, generator=gen)}
+    like = {"a": haar_rows(2, 16, gen)}
+    for kind in ("random", "shuffled", "nonhack"):
+        out = placebo_basis(kind, like, gh, gc, seed=0)
+        assert out["a"].shape == (2, 16), kind
+    with pytest.raises(ValueError, match="placebo kind"):
+        placebo_basis("real", like, gh, gc, seed=0)
+    with pytest.raises(ValueError, match=">= 2 pairs"):
+        placebo_basis("nonhack", like, {"a": gh["a"][:1]}, {"a": gc["a"][:1]}, seed=0)
+
+
+def test_pair_grads_needs_a_wrapped_model(tok):
+    model, _ = load_model("tiny-random-qwen3")
+    with pytest.raises(ValueError, match="wrap"):
+        pair_grads(model, tok, pairs(1), "hack")
+
+
+def test_svd_adapter_grads_and_order_free_basis(tmp_path):
+    model, tok = load_model("tiny-random-qwen3")
+    wrap(model, AdapterConfig("svd", rank=4, svd_cache_dir=str(tmp_path)))
+    G = pair_grads(model, tok, pairs(3), "hack", batch_size=2)
+    assert all(g.shape == (3, 4) and torch.isfinite(g).all() for g in G.values())
+    assert sum(g.abs().sum() for g in G.values()) > 0
+    cfg = ExtractConfig(k=2, holdout_frac=0.25)
+    b1, r1 = extract_basis(model, tok, pairs(5), cfg)
+    b2, r2 = extract_basis(model, tok, pairs(5)[::-1], cfg)  # pairs_sha is order-free, so the basis must be
+    assert b1.keys() == b2.keys() and all(torch.allclose(b1[m], b2[m], atol=1e-5) for m in b1)
+    assert r1["validation"]["median"] == pytest.approx(r2["validation"]["median"], abs=1e-5)
