@@ -1,9 +1,18 @@
-# projected_grpo recipes. `./scripts/setup.sh` first (the README's commands do it for you).
+# projected_grpo recipes. The README's commands run ./scripts/setup.sh first, which puts `just` in .venv/bin.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
 
 default:
     @just --list
+
+# CPU mechanics check: tiny random Qwen3, 30 GRPO steps, shape checks on (BEARTYPE=1)
+smoke *ARGS:
+    CUDA_VISIBLE_DEVICES= BEARTYPE=1 python -m projected_grpo.train smoke --overwrite {{ARGS}}
+
+# the three arms on the smoke preset, then the results table (the 2nd and 3rd runs hit the basis cache)
+smoke-all:
+    for arm in none erase route; do just smoke --arm $arm; done
+    python -m projected_grpo.results --runs-dir outputs/smoke --out-dir outputs/smoke/results
 
 # the whole test suite: unit tests + scripts/verify_*.py gates, shape checks on
 test *ARGS:
@@ -12,3 +21,31 @@ test *ARGS:
 # the verify_* gates alone
 check:
     BEARTYPE=1 python -m pytest scripts
+
+# CPU model organism of reward hacking (warm-started small Qwen3, minutes per run)
+micro *ARGS:
+    CUDA_VISIBLE_DEVICES= python -m projected_grpo.train micro {{ARGS}}
+
+# Qwen3-4B, one GPU, short run
+fast *ARGS:
+    python -m projected_grpo.train fast {{ARGS}}
+
+# Qwen3-4B, one GPU, 200 steps
+full *ARGS:
+    python -m projected_grpo.train full {{ARGS}}
+
+# every arm x seed of PRESET as pueue tasks (labelled); without pueue, a clear note and a local sequential run
+sweep PRESET SEEDS="0 1 2" *ARGS:
+    python -m projected_grpo.sweep {{PRESET}} --seeds {{SEEDS}} {{ARGS}}
+
+# collect outputs/ into tables (markdown + CSV) and plots
+results *ARGS:
+    python -m projected_grpo.results {{ARGS}}
+
+# grader throughput vs a naive subprocess-per-program baseline
+bench-grader:
+    python scripts/bench_grader.py
+
+# all benchmarks: grader throughput, projection overhead
+bench: bench-grader
+    python scripts/bench_proj.py

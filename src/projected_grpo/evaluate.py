@@ -1,0 +1,75 @@
+"""Held-out evaluation: hack rate, pass rate (oracle) and SafePass = pass - hack, per loophole mode.
+
+The headline number is the deployed model (quarantine ablated) sampled at the training temperature;
+greedy decoding and the quarantine-kept model are reported beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+
+import torch
+
+from projected_grpo.adapter import knobs, quarantine_ablated
+from projected_grpo.problems import Problem, render_prompt
+from projected_grpo.rewards import Grade, Grader
+from projected_grpo.rollout import sample
+
+
+def rates(problems: list[Problem], grades: list[Grade]) -> dict:
+    """hack / pass / safepass overall and per mode (fractions of graded samples)."""
+    by_mode = defaultdict(list)
+    for p, g in zip(problems, grades, strict=True):
+        by_mode[p.mode].append(g)
+
+    def summarise(gs: list[Grade]) -> dict:
+        n = len(gs)
+        hack = sum(g.hacked for g in gs) / n
+        passed = sum(g.gt_correct for g in gs) / n
+        return dict(hack=hack, passed=passed, safepass=passed - hack, n=n)
+
+    out = summarise(grades)
+    out["per_mode"] = {m: summarise(gs) for m, gs in sorted(by_mode.items())}
+    return _rename_passed(out)
+
+
+def _rename_passed(d: dict) -> dict:
+    # "pass" is a keyword, so the summaries build with `passed` and are renamed for the JSON files.
+    d = {("pass" if k == "passed" else k): v for k, v in d.items()}
+    if "per_mode" in d:
+        d["per_mode"] = {m: _rename_passed(v) for m, v in d["per_mode"].items()}
+    return d
+
+
+def generate_and_grade(model, tokenizer, problems, grader, n, max_new, temperature, top_p, greedy) -> dict:
+    prompts = [render_prompt(tokenizer, p) for p in problems]
+    n_eff = 1 if greedy else n
+    groups = sample(model, tokenizer, prompts, n_eff, max_new, temperature, top_p, greedy=greedy)
+    items = [(p, row.text) for p, rows in zip(problems, groups, strict=True) for row in rows]
+    grades = grader.grade_many(items)
+    result = rates([p for p, _ in items], grades)
+    result["example"] = items[0][1] if items else ""
+    return result
+
+
+def evaluate(model, tokenizer, problems, grader, n_samples, max_new, temperature, top_p, variants=False) -> dict:
+    """`sampled/deploy` always (the headline); with `variants`, also greedy and quarantine-kept decoding.
+
+    The quarantine-kept variants are skipped while the quarantine is exactly zero (they would be identical).
+    """
+    quarantine_live = any(q.detach().abs().sum() > 0 for _, q in knobs(model).values())
+    settings = [("sampled", "deploy")]
+    if variants:
+        settings += [("greedy", "deploy")] + ([("sampled", "full"), ("greedy", "full")] if quarantine_live else [])
+    out = {}
+    was_training = model.training
+    model.eval()
+    for decoding, which in settings:
+        ctx = quarantine_ablated(model) if which == "deploy" else contextlib.nullcontext()
+        with ctx, torch.no_grad():
+            out[f"{decoding}/{which}"] = generate_and_grade(
+                model, tokenizer, problems, grader, n_samples, max_new, temperature, top_p, greedy=decoding == "greedy"
+            )
+    model.train(was_training)
+    return out

@@ -1,0 +1,83 @@
+"""Sampling completions and scoring their tokens: the two model calls of a GRPO step.
+
+Sequences are stored as (prompt ids, completion ids) per row; `pack` right-pads them into one batch so
+a causal forward gives exact per-token log-probs (positions start at 0 for every row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+
+@dataclass
+class Row:
+    """One completion of one prompt: what the loss needs."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]  # ends with eos unless cut at max_new
+    text: str  # decoded completion, what the grader sees
+
+
+@torch.no_grad()
+def sample(
+    model, tokenizer, prompts: list[str], n: int, max_new: int, temperature: float, top_p: float, greedy: bool = False
+) -> list[list[Row]]:
+    """n completions per prompt (greedy ignores n > 1 duplicates: it returns n identical rows)."""
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new,
+        num_return_sequences=1 if greedy else n,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **kwargs,
+    )
+    new = out[:, enc.input_ids.shape[1] :].tolist()
+    if greedy:
+        new = [ids for ids in new for _ in range(n)]
+    groups = []
+    for i, prompt in enumerate(prompts):
+        prompt_ids = enc.input_ids[i][enc.attention_mask[i].bool()].tolist()
+        rows = []
+        for ids in new[i * n : (i + 1) * n]:
+            ids = _cut_at_eos(ids, tokenizer.eos_token_id)
+            rows.append(Row(prompt_ids, ids, tokenizer.decode(ids, skip_special_tokens=True)))
+        groups.append(rows)
+    return groups
+
+
+def _cut_at_eos(ids: list[int], eos: int) -> list[int]:
+    return ids[: ids.index(eos) + 1] if eos in ids else ids
+
+
+def row_from_text(tokenizer, prompt_ids: list[int], completion: str, max_new: int) -> Row:
+    """A teacher row: tokenise an authored completion as if the policy had written it (eos appended, cut at max_new)."""
+    ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    ids = ids[:max_new]
+    return Row(prompt_ids, ids, tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def pack(rows: list[Row], pad_id: int, device) -> tuple[Int[Tensor, "b t"], Bool[Tensor, "b t"], Bool[Tensor, "b t-1"]]:
+    """Right-padded (input_ids, attention_mask, completion_mask); completion_mask marks targets of shifted logits."""
+    length = max(len(r.prompt_ids) + len(r.completion_ids) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), length), dtype=torch.bool)
+    comp = torch.zeros((len(rows), length - 1), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        p, c = len(r.prompt_ids), len(r.completion_ids)
+        ids[i, : p + c] = torch.tensor(r.prompt_ids + r.completion_ids)
+        attn[i, : p + c] = True
+        comp[i, p - 1 : p + c - 1] = True  # logits at position t predict token t+1
+    return ids.to(device), attn.to(device), comp.to(device)
+
+
+def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) -> Float[Tensor, "b t-1"]:
+    """log p(token t+1 | tokens <= t) for every position (gather minus logsumexp: no full log_softmax copy)."""
+    logits = model(input_ids=ids, attention_mask=attn.long()).logits[:, :-1].float()
+    targets = ids[:, 1:]
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)

@@ -1,0 +1,120 @@
+"""Every arm x seed of a preset: one pueue task each (labelled), or, where pueue is missing, a local sequential run.
+
+    python -m projected_grpo.sweep micro --seeds 0 1 2            # pueue if installed, else local
+    python -m projected_grpo.sweep micro --seeds 0 --dry-run      # print the commands
+    python -m projected_grpo.sweep micro --only none/real erase/real
+
+pueue (https://github.com/Nukesor/pueue) is a Rust CLI that is not on PyPI: install it from your OS packages or
+its releases to queue runs; this module then only queues and returns. Runs whose summary.json already exists
+are skipped, so a killed local sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+from loguru import logger
+
+from projected_grpo.problems import LOOPHOLE_MODES
+
+REPO = Path(__file__).resolve().parents[2]
+LOMO_MODE = "exit_code"  # the held-out loophole of the leave-one-mode-out arms
+
+# label -> train.py overrides. `# H:` says what each arm tests.
+METHOD_ARMS: dict[str, list[str]] = {
+    "none/real": ["--arm", "none"],  # H: vanilla GRPO learns to hack (the organism works)
+    "erase/real": ["--arm", "erase"],  # H: erasing the hack-ward gradient lowers the hack rate at matched pass
+    "route/real": ["--arm", "route"],  # H: routing into a deleted quarantine does too
+}
+CONTROL_ARMS: dict[str, list[str]] = {
+    # negative controls: same modules and k, no hack information
+    "erase/random": ["--arm", "erase", "--basis", "random"],
+    "erase/shuffled": ["--arm", "erase", "--basis", "shuffled"],
+    "erase/nonhack": ["--arm", "erase", "--basis", "nonhack"],
+    # baselines
+    "rebound": ["--arm", "none", "--rebound-alpha", "0.5", "--label", "rebound"],
+    "oracle-penalty": ["--arm", "none", "--oracle-penalty", "3.0", "--label", "oracle-penalty"],
+    # generalisation to an unseen loophole: basis and teacher pool without it
+    f"none/real lomo:{LOMO_MODE}": ["--arm", "none", "--heldout-mode", LOMO_MODE, "--label", f"none/real lomo:{LOMO_MODE}"],
+    f"erase/real lomo:{LOMO_MODE}": ["--arm", "erase", "--heldout-mode", LOMO_MODE, "--label", f"erase/real lomo:{LOMO_MODE}"],
+    # imitation confound: no teacher rows at all
+    "none/real no-teacher": ["--arm", "none", "--teacher-hack", "0", "--teacher-solve", "0", "--label", "none/real no-teacher"],
+    "erase/real no-teacher": ["--arm", "erase", "--teacher-hack", "0", "--teacher-solve", "0", "--label", "erase/real no-teacher"],
+    # does the model route around a frozen basis?
+    "erase/real refresh": ["--arm", "erase", "--refresh-every", "10", "--label", "erase/real refresh"],
+    # gated routing (the seeds' later design) and its placebo score direction
+    "gated/real": ["--arm", "route", "--gated", "--label", "gated/real"],
+    "gated/random": ["--arm", "route", "--gated", "--gate-basis", "random", "--label", "gated/random"],
+    # design ablations
+    "erase/real no-magpres": ["--arm", "erase", "--no-preserve-magnitude", "--label", "erase/real no-magpres"],
+    "erase/real no_gate": ["--arm", "erase", "--gate", "no_gate", "--label", "erase/real no_gate"],
+    "erase/real reverse": ["--arm", "erase", "--gate", "reverse", "--label", "erase/real reverse"],
+}
+ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS}}
+assert LOMO_MODE in LOOPHOLE_MODES
+
+
+def slug(label: str) -> str:
+    return label.replace("/", "-").replace(" ", "_").replace(":", "-")
+
+
+@dataclass(frozen=True)
+class Args:
+    preset: tyro.conf.Positional[str]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    only: tuple[str, ...] = ()  # arm labels to run (default: all of the preset's)
+    dry_run: bool = False
+    local: bool = False  # run here in sequence even if pueue is installed
+    outputs: str = "outputs"
+
+
+def commands(args: Args) -> list[tuple[str, list[str]]]:
+    arms = ARMS_BY_PRESET.get(args.preset, METHOD_ARMS)
+    unknown = [a for a in args.only if a not in arms]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; {args.preset} has {list(arms)}")
+    out = []
+    for label, overrides in arms.items():
+        if args.only and label not in args.only:
+            continue
+        for seed in args.seeds:
+            run_dir = Path(args.outputs) / args.preset / f"{slug(label)}-s{seed}"
+            cmd = [sys.executable, "-m", "projected_grpo.train", args.preset, *overrides, "--seed", str(seed), "--out-dir", str(run_dir)]
+            out.append((f"{args.preset} {label} s{seed}", cmd))
+    return out
+
+
+def main(args: Args) -> None:
+    todo = [(name, cmd) for name, cmd in commands(args) if not (Path(cmd[-1]) / "summary.json").exists()]
+    logger.info(f"{len(todo)} runs to do ({len(commands(args)) - len(todo)} already finished)")
+    pueue = shutil.which("pueue")
+    if args.dry_run:
+        for _, cmd in todo:
+            print(shlex.join(cmd))
+        return
+    if pueue and not args.local:
+        for name, cmd in todo:
+            subprocess.run([pueue, "add", "--label", name, "--working-directory", str(REPO), "--", shlex.join(cmd + ["--overwrite"])], check=True)
+        logger.info("queued; watch with `pueue status` / `pueue follow`, then `just results`")
+        return
+    if not pueue:
+        logger.warning("pueue is not installed (it is not on PyPI): running the sweep here, in sequence. Ctrl-C is safe; rerun to continue.")
+    for i, (name, cmd) in enumerate(todo, 1):
+        logger.info(f"[{i}/{len(todo)}] {name}")
+        result = subprocess.run(cmd + ["--overwrite"], cwd=REPO)
+        if result.returncode != 0:
+            logger.error(f"{name} failed with exit code {result.returncode}; continuing with the next run")
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except ValueError as e:
+        logger.error(str(e))
+        sys.exit(2)

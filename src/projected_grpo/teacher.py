@@ -1,0 +1,104 @@
+"""The frozen teacher pool: hack and solve completions per problem, graded once, saved as jsonl.gz.
+
+Teacher rows are mixed into each GRPO group so that rewarded behaviour (solving, and hacking) is present
+from step 0 instead of waiting dozens of steps for the student to stumble on it. That makes hacking
+imitable: the no-teacher arm (`--teacher-hack 0 --teacher-solve 0`) is the control for that confound.
+
+    python -m projected_grpo.teacher --problems data/problems/substrate.jsonl --out outputs/pools/pool.jsonl.gz
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+from loguru import logger
+
+from projected_grpo.problems import Problem, load_problems
+from projected_grpo.rewards import Grader, canonical_hack
+
+
+def solve_completion(problem: Problem) -> str:
+    return f"```python\n{problem.reference.strip()}\n```"
+
+
+def build_pool(problems: list[Problem], grader: Grader, sampled: dict[str, list[str]] | None = None) -> list[dict]:
+    """Authored rows (own-mode canonical hack, reference solve) plus any `sampled` completions per problem id.
+
+    Every candidate is graded; a row is kept as `hack` only if the flawed grader paid it without the oracle
+    passing it, and as `solve` only if the oracle passes it, so a teacher row is what its kind says it is.
+    """
+    candidates = []
+    for p in problems:
+        candidates += [(p, canonical_hack(p)), (p, solve_completion(p))]
+        candidates += [(p, c) for c in (sampled or {}).get(p.id, [])]
+    grades = grader.grade_many(candidates)
+    rows = []
+    for (p, completion), g in zip(candidates, grades, strict=True):
+        kind = "hack" if g.hacked else "solve" if g.gt_correct else None
+        if kind:
+            rows.append(dict(problem_id=p.id, mode=p.mode, kind=kind, completion=completion, reward=g.reward, label=g.label))
+    return rows
+
+
+def pool_report(rows: list[dict], problems: list[Problem]) -> str:
+    counts = Counter((r["mode"], r["kind"]) for r in rows)
+    modes = sorted({p.mode for p in problems})
+    lines = [f"teacher pool: {len(rows)} rows over {len(problems)} problems", "mode            hack  solve"]
+    lines += [f"{m:<15} {counts[(m, 'hack')]:>4}  {counts[(m, 'solve')]:>5}" for m in modes]
+    missing = [p.id for p in problems if not any(r["problem_id"] == p.id and r["kind"] == "hack" for r in rows)]
+    if missing:
+        lines.append(f"WARNING: {len(missing)} problems have no paid hack row: {missing[:5]}")
+    return "\n".join(lines)
+
+
+def save_pool(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+
+
+def load_pool(path: Path) -> list[dict]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pool_for(problems: list[Problem], cache_dir: Path, grader: Grader) -> list[dict]:
+    """The authored pool of these problems, built once and cached by a hash of the problems."""
+    key = hashlib.sha256(json.dumps([p.to_json() for p in problems], sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"pool-{key}.jsonl.gz"
+    if path.exists():
+        logger.info(f"teacher pool HIT {path}")
+        return load_pool(path)
+    rows = build_pool(problems, grader)
+    save_pool(rows, path)
+    logger.info(f"teacher pool MISS: built {path}\n{pool_report(rows, problems)}")
+    return rows
+
+
+@dataclass(frozen=True)
+class Args:
+    problems: str = "data/problems/substrate.jsonl"
+    out: str = "outputs/pools/pool.jsonl.gz"
+    mode: str | None = None  # override every problem's mode ("cycle" deals the loophole modes round-robin)
+
+
+def main(args: Args) -> None:
+    problems = load_problems(args.problems, mode=args.mode)
+    with Grader() as grader:
+        rows = build_pool(problems, grader)
+    save_pool(rows, Path(args.out))
+    print(pool_report(rows, problems))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

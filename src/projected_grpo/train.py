@@ -1,0 +1,683 @@
+"""Dr.GRPO on the loophole environment, with the hack-ward gradient erased or routed before each AdamW step.
+
+    python -m projected_grpo.train smoke --arm erase
+    python -m projected_grpo.train full --arm route --seed 1 --out-dir outputs/full/route-s1
+    python -m projected_grpo.train --resume outputs/smoke/erase-real-s0
+
+One step, top to bottom (see `train_step`):
+  1. pick prompts; sample a student group per prompt (quarantine ablated: rollouts come from the model that ships)
+  2. add teacher rows (frozen pool of graded hack and solve completions), grade everything in the sandbox
+  3. Dr.GRPO advantage = reward - group mean (no std); zero-variance groups carry no signal and are skipped
+  4. loss = token sum / (rows x max_new x prompts), PPO-clipped, optional K3 KL to the zeroed-adapter reference;
+     teacher and student parts are backpropagated separately so their hack alignment (cin_t, cin_s) is logged
+  5. project the deployed knob's gradient (arm none: measure only | erase | route into the quarantine)
+  6. clip, AdamW step, optionally project the realised update (the Adam moments can carry hack-ward mass)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+from loguru import logger
+from tqdm import tqdm
+
+from projected_grpo import adapter as adapters
+from projected_grpo.evaluate import evaluate
+from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
+from projected_grpo.pairs import load_pairs
+from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
+from projected_grpo.gating import QuantileGate
+from projected_grpo.proj import Projector, UpdateProjector
+from projected_grpo.rebound import concept_direction, concept_layer, concept_scores
+from projected_grpo.rewards import Grader
+from projected_grpo.rollout import Row, pack, row_from_text, sample, token_logprobs
+from projected_grpo.teacher import pool_for
+from projected_grpo.warmstart import WarmStartConfig, warm_start
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "smoke"
+    # model and adapter
+    model: str = "tiny-random-qwen3"  # hub id, local dir, or an offline random model (model.RANDOM_CONFIGS)
+    device: str | None = None  # default: cuda when available
+    adapter: Literal["lora", "svd"] = "lora"
+    rank: int = 8
+    targets: tuple[str, ...] = adapters.DEFAULT_TARGETS
+    # environment
+    problems: str = "data/problems/substrate.jsonl"
+    problems_mode: str | None = None  # override every problem's loophole mode ("cycle": round-robin over loopholes)
+    eval_frac: float = 0.25  # held-out share of problems, stratified by mode
+    split_seed: int = 0  # fixed across seeds: every seed and arm evaluates on the same held-out problems
+    n_train_problems: int | None = None  # cap on training problems (None: all)
+    warm: WarmStartConfig = WarmStartConfig()  # supervised warm start of the base model (epochs 0: none)
+    # method
+    arm: Literal["none", "erase", "route"] = "none"
+    basis: Literal["real", "random", "shuffled", "nonhack"] = "real"
+    pairs: str = "data/pairs/hack_pairs.md"
+    k: int = 4  # basis directions per module (before the global noise floor)
+    floor_quantile: float = 0.25
+    gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"
+    preserve_magnitude: bool = True
+    overshoot: float = 1.0
+    project_update: bool = True  # remove the hack-ward part of the realised AdamW update too (the Adam bypass)
+    refresh_every: int = 0  # re-extract the basis from the same pairs at the current weights every N steps (0: never)
+    gated: bool = False  # gated routing: whole rollouts go to deployed / both / quarantine by their basis alignment
+    gate_basis: Literal["real", "random"] = "real"  # the basis that scores rollouts (random: the placebo)
+    gate_quantile: float = 0.1  # top q of scores: quarantine only; the next q: both adapters
+    # baselines and controls (issue: negative controls)
+    rebound_alpha: float = 0.0  # advantage-level baseline: reward -= alpha * max(0, concept score)
+    oracle_penalty: float = 0.0  # ORACLE upper bound: reward -= penalty on rollouts the oracle labels hacked
+    heldout_mode: str | None = None  # leave-one-mode-out: basis pairs and teacher pool exclude this loophole
+    # GRPO
+    steps: int = 30
+    prompts_per_step: int = 2
+    group: int = 2  # student samples per prompt
+    teacher_hack: int = 1  # teacher hack rows per prompt (0 and 0: pure student GRPO)
+    teacher_solve: int = 1
+    max_new: int = 48
+    temperature: float = 0.7
+    top_p: float = 0.95
+    lr: float = 1e-3
+    warmup: int = 3
+    weight_decay: float = 0.0  # deployed knob only: decay on the quarantine would leak it back
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    # evaluation, checkpoints, output
+    eval_samples: int = 2  # samples per held-out problem
+    eval_max_new: int | None = None  # default: max_new
+    eval_every: int = 0  # 0: only at the start and the end
+    eval_variants: bool = True  # also greedy and quarantine-kept decoding at the end
+    ckpt_every: int = 25
+    seed: int = 0
+    out_dir: str | None = None  # default: outputs/<preset>/<arm>-<basis>-s<seed>
+    cache_dir: str = ".cache"
+    resume: str | None = None  # a run directory to continue from its last checkpoint
+    overwrite: bool = False  # replace an existing run directory (otherwise refuse: never lose a finished run)
+    workers: int | None = None  # grader processes (default: CPU count)
+    threads: int = 1  # torch CPU threads. Measured: with other processes on the cores, 2 OpenMP threads made sampling ~17x slower
+    label: str | None = None  # table row for results.py (default: "<arm>/<basis>")
+
+
+PRESETS: dict[str, tuple[str, Config]] = {
+    "smoke": ("CPU mechanics check: tiny random Qwen3, 30 steps, every code path", Config()),
+    "fast": (
+        "Qwen3-4B on one GPU, short: 60 steps",
+        Config(
+            preset="fast", model="Qwen/Qwen3-4B", problems_mode="cycle", steps=60, prompts_per_step=4, group=8,
+            max_new=768, lr=5e-4, warmup=5, rank=16, eval_samples=2, eval_every=20, k=4,
+        ),
+    ),
+    "full": (
+        "Qwen3-4B on one GPU, the benchmark's length: 200 steps",
+        Config(
+            preset="full", model="Qwen/Qwen3-4B", problems_mode="cycle", steps=200, prompts_per_step=8, group=8,
+            max_new=1024, lr=2e-4, warmup=10, rank=16, eval_samples=4, eval_every=25, k=4,
+        ),
+    ),
+}
+
+
+# ── setup ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+def resolve_path(path: str) -> str:
+    """Relative paths resolve against the cwd, then the repository root."""
+    p = Path(path)
+    return str(p if p.is_absolute() or p.exists() else REPO / p)
+
+
+def split_problems(problems: list[Problem], eval_frac: float, seed: int) -> tuple[list[Problem], list[Problem]]:
+    """Held-out problems, stratified by mode so every loophole is evaluated."""
+    rng = random.Random(seed)
+    train, held = [], []
+    for mode in sorted({p.mode for p in problems}):
+        ps = [p for p in problems if p.mode == mode]
+        rng.shuffle(ps)
+        n_held = max(1, round(len(ps) * eval_frac)) if len(ps) > 1 else 0
+        held += ps[:n_held]
+        train += ps[n_held:]
+    return train, held
+
+
+def validate(cfg: Config) -> None:
+    """Everything checkable before the model loads."""
+    if cfg.steps < 1 or cfg.group < 1 or cfg.prompts_per_step < 1 or cfg.max_new < 1:
+        raise ValueError("steps, group, prompts_per_step and max_new must be >= 1")
+    if cfg.group + cfg.teacher_hack + cfg.teacher_solve < 2:
+        raise ValueError("a group needs at least 2 rows per prompt (group + teacher rows) for a group-relative advantage")
+    if cfg.problems_mode not in (None, "cycle", "none", *LOOPHOLE_MODES):
+        raise ValueError(f"unknown --problems-mode {cfg.problems_mode!r}")
+    if cfg.heldout_mode not in (None, *LOOPHOLE_MODES):
+        raise ValueError(f"unknown --heldout-mode {cfg.heldout_mode!r}; expected one of {LOOPHOLE_MODES}")
+    if not 0 <= cfg.eval_frac < 1:
+        raise ValueError(f"--eval-frac must be in [0, 1), got {cfg.eval_frac}")
+
+
+def check_targets(cfg: Config) -> None:
+    """Fail before downloading or loading weights if no Linear matches the adapter targets."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from projected_grpo.model import RANDOM_CONFIGS, load_tokenizer, random_qwen3_config
+
+    if cfg.model in RANDOM_CONFIGS:
+        hf_cfg = random_qwen3_config(cfg.model, len(load_tokenizer(cfg.model)))
+    else:
+        hf_cfg = AutoConfig.from_pretrained(cfg.model)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(hf_cfg)
+    names = [n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)]
+    if not any(n.split(".")[-1] in cfg.targets for n in names):
+        raise ValueError(f"no Linear of {cfg.model} matches targets {cfg.targets}; its Linears end with {sorted({n.split('.')[-1] for n in names})}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_out_dir(cfg: Config) -> Path:
+    return REPO / "outputs" / cfg.preset / f"{cfg.arm}-{cfg.basis}-s{cfg.seed}"
+
+
+# ── the GRPO step ──────────────────────────────────────────────────────────────────────────────────
+
+
+def advantages(rewards: list[float], group_sizes: list[int]) -> list[float]:
+    """Dr.GRPO: reward minus its group's mean, no std normalisation."""
+    out, i = [], 0
+    for n in group_sizes:
+        rs = rewards[i : i + n]
+        mean = sum(rs) / n
+        out += [r - mean for r in rs]
+        i += n
+    return out
+
+
+def grpo_loss(model, rows: list[Row], adv: list[float], normaliser: float, cfg: Config, pad_id: int):
+    """PPO-clipped Dr.GRPO token-sum loss (one inner epoch, so old log-probs are the detached current ones)."""
+    ids, attn, comp = pack(rows, pad_id, model.device)
+    logp = token_logprobs(model, ids, attn)
+    a = torch.tensor(adv, device=logp.device).unsqueeze(1)
+    ratio = torch.exp(logp - logp.detach())
+    per_token = -torch.minimum(ratio * a, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * a)
+    with torch.no_grad(), adapters.adapter_zeroed(model):
+        ref = token_logprobs(model, ids, attn)  # zeroed adapter = the initial policy, for free
+    delta = ref - logp
+    kl = torch.exp(delta) - delta - 1  # K3 estimator, >= 0
+    if cfg.kl_coef > 0:
+        per_token = per_token + cfg.kl_coef * kl
+    loss = (per_token * comp).sum() / normaliser
+    kl_mean = ((kl.detach() * comp).sum() / comp.sum().clamp(min=1)).item()
+    return loss, kl_mean
+
+
+@dataclass
+class State:
+    """Everything a checkpoint restores."""
+
+    step: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate) -> dict:
+    t0 = time.time()
+    problems = state.rng.sample(train_problems, min(cfg.prompts_per_step, len(train_problems)))
+    prompts = [render_prompt(tok, p) for p in problems]
+
+    # 1. student rollouts from the deployed model (quarantine ablated)
+    model.eval()
+    with adapters.quarantine_ablated(model):
+        student = sample(model, tok, prompts, cfg.group, cfg.max_new, cfg.temperature, cfg.top_p)
+    model.train()
+
+    # 2. teacher rows, then grade every row of every group
+    groups, is_teacher = [], []
+    for p, rows in zip(problems, student, strict=True):
+        teacher = pick_teacher_rows(pool, p, cfg, state.rng)
+        groups.append(rows + [row_from_text(tok, rows[0].prompt_ids, c, cfg.max_new) for c in teacher])
+        is_teacher.append([False] * len(rows) + [True] * len(teacher))
+    flat = [(p, r) for p, rows in zip(problems, groups, strict=True) for r in rows]
+    grades = grader.grade_many([(p, r.text) for p, r in flat])
+    rewards = [g.reward for g in grades]
+    if cfg.oracle_penalty:  # ORACLE: reads the ground-truth hack label of live rollouts; impossible on a new env
+        rewards = [r - cfg.oracle_penalty * g.hacked for r, g in zip(rewards, grades, strict=True)]
+    concept = None
+    if cfg.rebound_alpha:
+        concept = concept_scores(model, [r for _, r in flat], tok.pad_token_id, *rebound)
+        rewards = [r - cfg.rebound_alpha * max(0.0, c) for r, c in zip(rewards, concept, strict=True)]
+
+    # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them)
+    adv = advantages(rewards, [len(g) for g in groups])
+    teacher_flags = [t for ts in is_teacher for t in ts]
+    keep = [i for i, a in enumerate(adv) if a != 0 or cfg.kl_coef > 0]
+    normaliser = float(max(len(g) for g in groups) * cfg.max_new * len(groups))
+
+    # 4. backward: by part (teacher, then student) so cin_t and cin_s are measured on each alone, or per rollout
+    #    for gated routing. 5. project the combined gradient. 6. clip, step, project the realised update.
+    opt.zero_grad(set_to_none=True)
+    rows_adv = [(flat[i][1], adv[i], teacher_flags[i]) for i in keep]
+    backward = backward_gated if cfg.gated else backward_by_part
+    loss_total, kl, part_metrics = backward(model, rows_adv, normaliser, cfg, tok.pad_token_id, knobs, proj, step, gate)
+    stepped = any(p.grad is not None for p, _ in knobs.values())
+    proj_metrics, update_metrics, grad_norm = {}, {}, 0.0
+    if stepped:  # a step where every group had zero variance has no gradient at all
+        proj_metrics = proj("none") if cfg.gated else proj(cfg.arm)
+        params = [p for group in opt.param_groups for p in group["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
+        check_finite(torch.tensor(grad_norm), step, "gradient norm")
+        update_proj.before_step()
+        opt.step()
+        update_metrics = update_proj.after_step(project=cfg.project_update and cfg.arm != "none" and not cfg.gated)
+    sched.step()
+
+    student_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if not t]
+    teacher_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if t]
+    return dict(
+        step=step,
+        reward=mean([g.reward for g in student_grades]),
+        gt_s=mean([g.gt_correct for g in student_grades]),
+        hack_s=mean([g.hacked for g in student_grades]),
+        hack_t=mean([g.hacked for g in teacher_grades]) if teacher_grades else None,
+        cin_s=part_metrics.get("cin_s"),
+        cin_t=part_metrics.get("cin_t"),
+        cout=proj_metrics.get("cout"),
+        cout_update=update_metrics.get("cout_update"),
+        fired=proj_metrics.get("fired"),
+        removed=proj_metrics.get("removed_norm"),
+        loss=loss_total,
+        kl=kl,
+        routed=part_metrics.get("routed"),
+        grad_norm=grad_norm,
+        lr=sched.get_last_lr()[0],
+        b_hack_norm=math.sqrt(sum(float(q.detach().float().pow(2).sum()) for _, q in knobs.values())),
+        skipped=len(flat) - len(keep),
+        concept=mean(concept) if concept else None,
+        seconds=time.time() - t0,
+    )
+
+
+def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
+    """Teacher rows first, their gradient put aside, then student rows; grads end summed in .grad."""
+    loss_total, kls, metrics, teacher_grads = 0.0, [], {}, None
+    for part, is_teacher in (("t", True), ("s", False)):
+        rows = [(r, a) for r, a, t in rows_adv if t == is_teacher]
+        if rows:
+            loss, kl = grpo_loss(model, [r for r, _ in rows], [a for _, a in rows], normaliser, cfg, pad_id)
+            check_finite(loss, step, "loss")
+            loss.backward()
+            loss_total += loss.item()
+            kls.append(kl)
+            metrics[f"cin_{part}"] = proj("none")["cin"]
+        if is_teacher:
+            teacher_grads = [p.grad for p, _ in knobs.values()]
+            for p, _ in knobs.values():
+                p.grad = None
+    for (p, _), g in zip(knobs.values(), teacher_grads, strict=True):
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+    return loss_total, mean(kls) or 0.0, metrics
+
+
+def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
+    """One backward per rollout: score its deployed-knob gradient against the gate basis, then send it to the
+    deployed knob (keep), both (mid) or the quarantine only (rout)."""
+    sums = {n: [None, None] for n in knobs}  # deployed, quarantine
+    loss_total, kls, scores, cins = 0.0, [], [], {"s": [], "t": []}
+    per_row = []
+    for row, a, is_teacher in rows_adv:
+        for p, _ in knobs.values():
+            p.grad = None
+        loss, kl = grpo_loss(model, [row], [a], normaliser, cfg, pad_id)
+        check_finite(loss, step, "loss")
+        loss.backward()
+        loss_total += loss.item()
+        kls.append(kl)
+        grads = {n: p.grad for n, (p, _) in knobs.items()}
+        scores.append(gate.score(grads))
+        cins["t" if is_teacher else "s"].append(proj.measure(grads)["cin"])
+        per_row.append(grads)
+    zones = gate.zones(scores)
+    for grads, zone in zip(per_row, zones, strict=True):
+        for n, g in grads.items():
+            for slot, wanted in ((0, zone in ("keep", "mid")), (1, zone in ("mid", "rout"))):
+                if wanted and g is not None:
+                    sums[n][slot] = g if sums[n][slot] is None else sums[n][slot] + g
+    for n, (deployed, quarantine) in knobs.items():
+        deployed.grad, quarantine.grad = sums[n][0], sums[n][1]
+    metrics = {"cin_s": mean(cins["s"]), "cin_t": mean(cins["t"]), "routed": zones.count("rout") / max(1, len(zones))}
+    return loss_total, mean(kls) or 0.0, metrics
+
+
+def pick_teacher_rows(pool: list[dict], problem: Problem, cfg: Config, rng: random.Random) -> list[str]:
+    rows = []
+    for kind, n in (("hack", cfg.teacher_hack), ("solve", cfg.teacher_solve)):
+        candidates = [r["completion"] for r in pool if r["problem_id"] == problem.id and r["kind"] == kind]
+        rows += [rng.choice(candidates) for _ in range(n)] if candidates else []
+    return rows
+
+
+def mean(xs) -> float | None:
+    xs = [float(x) for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def check_finite(x: torch.Tensor, step: int, what: str) -> None:
+    if not torch.isfinite(x).all():
+        raise NonFiniteError(f"step {step}: non-finite {what} ({x.item()})")
+
+
+# ── checkpoints ────────────────────────────────────────────────────────────────────────────────────
+
+
+def save_checkpoint(out: Path, model, opt, sched, state: State, gate: QuantileGate | None) -> None:
+    """Written into ckpt.tmp/ then swapped in, so a kill mid-write leaves the previous checkpoint intact."""
+    tmp, final, old = out / "ckpt.tmp", out / "ckpt", out / "ckpt.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    adapters.save_knobs(model, tmp / "knobs.safetensors", metadata={"step": str(state.step)})
+    torch.save(
+        dict(
+            step=state.step,
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            python_rng=state.rng.getstate(),
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            gate=gate.state_dict() if gate else None,
+        ),
+        tmp / "trainer.pt",
+    )
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, model, opt, sched, state: State, gate: QuantileGate | None) -> None:
+    ckpt = out / "ckpt"
+    if not (ckpt / "trainer.pt").exists():
+        raise FileNotFoundError(f"no checkpoint to resume in {ckpt}")
+    adapters.load_knobs(model, ckpt / "knobs.safetensors")
+    blob = torch.load(ckpt / "trainer.pt", weights_only=False)
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    state.step = blob["step"]
+    state.rng.setstate(blob["python_rng"])
+    torch.set_rng_state(blob["torch_rng"])
+    if gate:
+        gate.load_state_dict(blob["gate"])
+    if blob["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+
+
+# ── logging ────────────────────────────────────────────────────────────────────────────────────────
+
+# (key, header, format, the direction a healthy run moves it, meaning) — printed once as the legend
+COLUMNS = [
+    ("step", "step", "{:>4d}", "", "optimizer step"),
+    ("reward", "reward", "{:6.2f}", "↑", "mean student reward"),
+    ("gt_s", "gt_s", "{:5.2f}", "↑", "student oracle pass rate"),
+    ("hack_s", "hack_s", "{:6.2f}", "↓", "student hack rate (paid, oracle fails)"),
+    ("hack_t", "hack_t", "{:6.2f}", "", "teacher hack rate"),
+    ("cin_s", "cin_s", "{:5.3f}", "", "hack-ward share of the student gradient"),
+    ("cin_t", "cin_t", "{:5.3f}", "", "hack-ward share of the teacher gradient"),
+    ("cout", "cout", "{:5.3f}", "", "after projection (≈0 is an identity under one_sided, not a result)"),
+    ("fired", "fired", "{:5.2f}", "", "share of modules with a hack-ward component"),
+    ("loss", "loss", "{:8.4f}", "", "Dr.GRPO loss"),
+    ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy"),
+    ("grad_norm", "|g|", "{:7.3f}", "", "gradient norm before clipping"),
+    ("lr", "lr", "{:8.2e}", "", "learning rate"),
+    ("b_hack_norm", "|Bh|", "{:6.3f}", "", "quarantine norm (>0 only when routing)"),
+    ("seconds", "sec", "{:5.1f}", "", "wall seconds of the step"),
+]
+
+
+def format_row(m: dict) -> str:
+    cells = []
+    for key, head, fmt, _, _ in COLUMNS:
+        v = m.get(key)
+        width = max(len(head), len(fmt.format(0)))
+        cells.append(f"{'-':>{width}}" if v is None else fmt.format(v).rjust(width))
+    return " ".join(cells)
+
+
+def header() -> str:
+    widths = [max(len(h), len(f.format(0))) for _, h, f, _, _ in COLUMNS]
+    return " ".join(h.rjust(w) for (_, h, _, _, _), w in zip(COLUMNS, widths, strict=True))
+
+
+def legend() -> str:
+    return "\n".join(f"  {h:>7} {d or ' '} {meaning}" for _, h, _, d, meaning in COLUMNS)
+
+
+def last_means(metrics: list[dict], n: int = 5) -> dict:
+    tail = metrics[-n:]
+    return {k: mean([m.get(k) for m in tail]) for k in tail[0] if k != "step"} if tail else {}
+
+
+def eval_row(ev: dict) -> dict:
+    head = ev["sampled/deploy"]
+    return {k: head[k] for k in ("hack", "pass", "safepass", "n", "per_mode")}
+
+
+# ── main ───────────────────────────────────────────────────────────────────────────────────────────
+
+
+def run(cfg: Config) -> dict:
+    validate(cfg)
+    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
+    if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
+        raise ValueError(f"{out} already holds a run: pass --resume {out} to continue it, --overwrite to replace it, or --out-dir")
+    if cfg.overwrite and not cfg.resume:
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    log_handler = logger.add(out / "train.log", level="DEBUG")
+    try:
+        return _run(cfg, out)
+    finally:
+        logger.remove(log_handler)
+
+
+def _run(cfg: Config, out: Path) -> dict:
+    logger.info(f"config:\n{json.dumps(dataclasses.asdict(cfg), indent=2)}")
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    # Data and pairs load (and fail) before any model does.
+    problems = load_problems(resolve_path(cfg.problems), mode=cfg.problems_mode)
+    train_problems, eval_problems = split_problems(problems, cfg.eval_frac, cfg.split_seed)
+    if cfg.n_train_problems:
+        train_problems = train_problems[: cfg.n_train_problems]
+    pairs = load_pairs(cfg.pairs)
+    if cfg.heldout_mode:
+        pairs = [p for p in pairs if cfg.heldout_mode not in p.tags]
+        logger.info(f"leave-one-mode-out: {len(pairs)} pairs without tag {cfg.heldout_mode}")
+        if not pairs:
+            raise ValueError(f"no pairs left after holding out {cfg.heldout_mode}")
+    check_targets(cfg)
+    logger.info(f"{len(train_problems)} train / {len(eval_problems)} held-out problems; {len(pairs)} pairs")
+
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    from projected_grpo.model import load_model
+
+    model, tok = load_model(cfg.model, cfg.device, seed=cfg.split_seed)  # random models: one init for every seed
+    cache = Path(resolve_path(cfg.cache_dir))
+    warm_report = warm_start(model, tok, cfg.model, train_problems, cfg.warm, cache / "warmstart") if cfg.warm.epochs else None
+    seed_everything(cfg.seed)
+    adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
+    knobs = adapters.knobs(model)
+
+    ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed)
+    model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
+    basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id)
+
+    opt = torch.optim.AdamW(
+        [
+            dict(params=adapters.deployed_params(model), weight_decay=cfg.weight_decay),
+            dict(params=adapters.quarantine_params(model), weight_decay=0.0),
+        ],
+        lr=cfg.lr,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup, cfg.steps))
+    if cfg.arm != "route":  # only routing trains the quarantine; elsewhere it stays exactly zero
+        for q in adapters.quarantine_params(model):
+            q.requires_grad_(False)
+    proj, update_proj = make_projectors(cfg, knobs, basis)
+    gate = None
+    if cfg.gated:
+        gate_basis = basis
+        if cfg.gate_basis == "random":
+            gate_basis, _ = load_or_extract(model, tok, pairs, dataclasses.replace(ecfg, basis="random"), cache / "basis", model_id)
+        gate = QuantileGate(cfg.gate_quantile, scorer=Projector(knobs, gate_basis))
+    rebound = None
+    if cfg.rebound_alpha:
+        layer = concept_layer(model)
+        rebound = (layer, *concept_direction(model, tok, pairs, layer))
+    state = State(rng=random.Random(cfg.seed))
+    metrics_path = out / "metrics.jsonl"
+    metrics: list[dict] = []
+
+    with Grader(workers=cfg.workers) as grader:
+        pool = pool_for(problems, cache / "pools", grader) if cfg.teacher_hack or cfg.teacher_solve else []
+        if cfg.heldout_mode:  # the teacher never demonstrates the held-out loophole
+            pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
+        eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p)
+        if cfg.resume:
+            load_checkpoint(out, model, opt, sched, state, gate)
+            metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+            metrics = [m for m in metrics if m["step"] <= state.step]
+            initial = json.loads((out / "initial_eval.json").read_text())
+            logger.info(f"resumed {out} at step {state.step}")
+        else:
+            initial = eval_row(evaluate(model, tok, *eval_args))
+            (out / "initial_eval.json").write_text(json.dumps(initial))
+            (out / "eval.jsonl").write_text(json.dumps({"step": 0, **initial}) + "\n")
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
+
+        t_start = time.time()
+        tqdm.write(legend())
+        tqdm.write(header())
+        bar = tqdm(range(state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr)
+        for step in bar:
+            try:
+                if cfg.refresh_every and step > 1 and (step - 1) % cfg.refresh_every == 0:
+                    basis, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
+                    proj, update_proj = make_projectors(cfg, knobs, basis)
+                m = train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate)
+            except NonFiniteError:
+                save_checkpoint(out, model, opt, sched, state, gate)
+                raise
+            state.step = step
+            metrics.append(m)
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(m) + "\n")
+            tqdm.write(format_row(m))
+            logger.debug(json.dumps(m))
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                ev = eval_row(evaluate(model, tok, *eval_args))
+                with (out / "eval.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": step, **ev}) + "\n")
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save_checkpoint(out, model, opt, sched, state, gate)
+
+        final_all = evaluate(model, tok, *eval_args, variants=cfg.eval_variants)
+    final = eval_row(final_all)
+    with (out / "eval.jsonl").open("a") as f:
+        f.write(json.dumps({"step": cfg.steps, **final}) + "\n")
+
+    summary = dict(
+        label=cfg.label or f"{cfg.arm}/{cfg.basis}",
+        arm=cfg.arm,
+        basis=cfg.basis,
+        seed=cfg.seed,
+        preset=cfg.preset,
+        steps=cfg.steps,
+        wall_s=time.time() - t_start,
+        oracle=cfg.oracle_penalty > 0,
+        heldout_mode=cfg.heldout_mode,
+        initial_eval=initial,
+        final_eval=final,
+        final_eval_variants={k: eval_row({"sampled/deploy": v}) for k, v in final_all.items()},
+        train_last5=last_means(metrics),
+        basis_report=basis_report,
+        warm_start=warm_report,
+        cin_null=basis_report.get("cin_null"),
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary, final_all["sampled/deploy"]["example"])
+    return summary
+
+
+def make_projectors(cfg: Config, knobs, basis) -> tuple[Projector, UpdateProjector]:
+    return Projector(knobs, basis, cfg.gate, cfg.preserve_magnitude, cfg.overshoot), UpdateProjector(knobs, basis, gate=cfg.gate)
+
+
+def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def print_summary(summary: dict, example: str) -> None:
+    arrows = {key: d for key, _, _, d, _ in COLUMNS}
+    lines = [f"── {summary['label']} seed {summary['seed']}: last-5-step means (arrow = healthy direction)"]
+    for k, v in summary["train_last5"].items():
+        if v is not None:
+            lines.append(f"  {k:>12} {arrows.get(k, ' ') or ' '} {v:.4f}")
+    for name in ("initial_eval", "final_eval"):
+        e = summary[name]
+        lines.append(f"  {name:>12}   hack {e['hack']:.2%} ↓  pass {e['pass']:.2%} ↑  safepass {e['safepass']:+.2%} ↑ (n={e['n']})")
+    lines.append(f"  sample generation (deployed, held-out):\n{example[:600]}")
+    tqdm.write("\n".join(lines))
+
+
+def main() -> None:
+    cfg = tyro.extras.overridable_config_cli(PRESETS) if "--resume" not in sys.argv else resume_config()
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("LOGLEVEL", "INFO"), format="<level>{level: <7}</level> {message}")
+    try:
+        run(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        logger.error(str(e))
+        sys.exit(2)
+
+
+def resume_config() -> Config:
+    """`--resume DIR [--steps N]`: the run's saved config, optionally with more steps."""
+    args = sys.argv[1:]
+    run_dir = Path(args[args.index("--resume") + 1])
+    saved = run_dir / "config.json"
+    if not saved.exists():
+        sys.exit(f"--resume {run_dir}: no config.json there (not a run directory)")
+    raw = json.loads(saved.read_text())
+    raw["warm"] = WarmStartConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["warm"].items()})
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    steps = int(args[args.index("--steps") + 1]) if "--steps" in args else cfg.steps
+    return dataclasses.replace(cfg, resume=str(run_dir), out_dir=str(run_dir), steps=steps)
+
+
+if __name__ == "__main__":
+    main()
