@@ -50,8 +50,8 @@ def concept_direction(model, tokenizer, pairs: list[Pair], layer: int) -> tuple[
     for pair in pairs:
         prompt = render_chat(tokenizer, [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": pair.prompt}])
         prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-        rows["hack"].append(row_from_text(tokenizer, prompt_ids, pair.hack, 10_000))
-        rows["clean"].append(row_from_text(tokenizer, prompt_ids, pair.clean, 10_000))
+        rows["hack"].append(row_from_text(tokenizer, prompt_ids, pair.hack))
+        rows["clean"].append(row_from_text(tokenizer, prompt_ids, pair.clean))
     h = {side: hidden_of_rows(model, r, tokenizer.pad_token_id, layer).mean(0) for side, r in rows.items()}
     direction = h["hack"] - h["clean"]
     return direction / direction.norm().clamp(min=1e-12), (h["hack"] + h["clean"]) / 2

@@ -55,8 +55,8 @@ def _cut_at_eos(ids: list[int], eos: int) -> list[int]:
     return ids[: ids.index(eos) + 1] if eos in ids else ids
 
 
-def row_from_text(tokenizer, prompt_ids: list[int], completion: str, max_new: int) -> Row:
-    """A teacher row: tokenise an authored completion as if the policy had written it (eos appended, cut at max_new)."""
+def row_from_text(tokenizer, prompt_ids: list[int], completion: str, max_new: int | None = None) -> Row:
+    """An authored completion as if the policy had written it (eos appended; cut at max_new when given)."""
     ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     ids = ids[:max_new]
     return Row(prompt_ids, ids, tokenizer.decode(ids, skip_special_tokens=True))

@@ -252,7 +252,8 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
     groups, is_teacher = [], []
     for p, rows in zip(problems, student, strict=True):
         teacher = pick_teacher_rows(pool, p, cfg, state.rng)
-        groups.append(rows + [row_from_text(tok, rows[0].prompt_ids, c, cfg.max_new) for c in teacher])
+        # teacher rows are authored and kept whole: cut at max_new, a demonstration would stop paying
+        groups.append(rows + [row_from_text(tok, rows[0].prompt_ids, c) for c in teacher])
         is_teacher.append([False] * len(rows) + [True] * len(teacher))
     flat = [(p, r) for p, rows in zip(problems, groups, strict=True) for r in rows]
     grades = grader.grade_many([(p, r.text) for p, r in flat])
@@ -286,6 +287,8 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         update_proj.before_step()
         opt.step()
         update_metrics = update_proj.after_step(project=cfg.project_update and cfg.arm != "none" and not cfg.gated)
+    else:
+        opt.step()  # a no-op without gradients; keeps the LR schedule counting optimizer steps
     sched.step()
 
     student_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if not t]

@@ -1,0 +1,146 @@
+"""The GRPO loop end to end on the tiny model: arms, baselines, resume, NaN stop, and bad input failing early."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from projected_grpo import train
+from projected_grpo.adapter import load_knobs
+
+REPO = Path(__file__).resolve().parents[1]
+# Small and quick: 3 steps, 4 held-out problems x 1 sample, no eval variants.
+QUICK = dataclasses.replace(
+    train.PRESETS["smoke"][1], steps=3, eval_samples=1, eval_frac=0.1, eval_variants=False, max_new=24, ckpt_every=2
+)
+
+
+def quick(tmp_path: Path, **overrides) -> tuple[dict, Path]:
+    out = tmp_path / "run"
+    cfg = dataclasses.replace(QUICK, out_dir=str(out), cache_dir=str(REPO / ".cache"), **overrides)
+    return train.run(cfg), out
+
+
+def metrics_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("arm", ["none", "erase", "route"])
+def test_arm_runs_and_only_route_fills_the_quarantine(tmp_path, arm):
+    summary, out = quick(tmp_path, arm=arm)
+    assert summary["arm"] == arm and summary["steps"] == 3
+    for key in ("initial_eval", "final_eval"):
+        assert {"hack", "pass", "safepass", "n", "per_mode"} <= set(summary[key])
+    rows = metrics_of(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["cin_t"] is not None for r in rows), "teacher rows always differ in reward from garbage student rows"
+    b_hack = [r["b_hack_norm"] for r in rows]
+    if arm == "route":
+        assert b_hack[-1] > 0
+    else:
+        assert b_hack == [0.0, 0.0, 0.0]
+    if arm == "erase":  # one_sided erase + update projection: nothing hack-ward survives in the realised step
+        assert max(r["cout_update"] for r in rows) < 1e-5
+    assert (out / "ckpt" / "knobs.safetensors").exists() and (out / "summary.json").exists()
+
+
+def test_baselines_and_variants_run(tmp_path):
+    """Rebound penalty, oracle penalty, leave-one-mode-out, refresh and gated routing walk their code paths."""
+    summary, out = quick(tmp_path, rebound_alpha=0.5, oracle_penalty=3.0, heldout_mode="exit_code", refresh_every=1, steps=2)
+    assert summary["oracle"] is True and summary["heldout_mode"] == "exit_code"
+    assert all(r["concept"] is not None for r in metrics_of(out))
+    summary, out = quick(tmp_path, arm="route", gated=True, gate_basis="random", steps=2, overwrite=True)
+    assert all(r["routed"] is not None for r in metrics_of(out))
+
+
+def test_no_teacher_runs_pure_student_grpo(tmp_path):
+    _, out = quick(tmp_path, teacher_hack=0, teacher_solve=0, group=3, steps=2)
+    assert all(r["hack_t"] is None for r in metrics_of(out))
+
+
+def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
+    """SIGKILL a run after its first checkpoint, resume it, and compare every metric but wall time."""
+    args = ["smoke", "--steps", "6", "--ckpt-every", "3", "--eval-samples", "1", "--eval-frac", "0.1", "--no-eval-variants", "--max-new", "24"]
+    env = {**os.environ, "LOGLEVEL": "WARNING"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([sys.executable, "-m", "projected_grpo.train", *args, "--out-dir", str(full)], check=True, env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "projected_grpo.train", *args, "--out-dir", str(killed)], env=env, cwd=REPO)
+    deadline = time.time() + 120
+    while not (killed / "ckpt" / "trainer.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+    subprocess.run([sys.executable, "-m", "projected_grpo.train", "--resume", str(killed)], check=True, env=env, cwd=REPO)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip(metrics_of(killed)) == strip(metrics_of(full))
+    a, b = (json.loads((d / "summary.json").read_text())["final_eval"] for d in (full, killed))
+    assert a == b
+    knobs_full = load_knobs_tensors(full)
+    knobs_killed = load_knobs_tensors(killed)
+    assert all(torch.equal(knobs_full[k], knobs_killed[k]) for k in knobs_full)
+
+
+def load_knobs_tensors(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "ckpt" / "knobs.safetensors"))
+
+
+def test_non_finite_loss_stops_with_a_checkpoint_naming_the_step(tmp_path, monkeypatch):
+    real = train.grpo_loss
+
+    def poisoned(*args, **kwargs):
+        loss, kl = real(*args, **kwargs)
+        return loss * float("nan"), kl
+
+    monkeypatch.setattr(train, "grpo_loss", poisoned)
+    with pytest.raises(train.NonFiniteError, match="step 1: non-finite loss"):
+        quick(tmp_path)
+    assert (tmp_path / "run" / "ckpt" / "trainer.pt").exists()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "projected_grpo.train", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nosuchpreset"], "nosuchpreset"),
+        (["smoke", "--arm", "sideways"], "sideways"),
+        (["smoke", "--no-such-flag", "1"], "no-such-flag"),
+        (["smoke", "--pairs", "data/pairs/missing.md"], "missing.md"),
+        (["smoke", "--problems", "tests/does_not_exist.jsonl"], "does_not_exist.jsonl"),
+        (["smoke", "--targets", "nonexistent_proj"], "no Linear of tiny-random-qwen3 matches"),
+        (["smoke", "--heldout-mode", "teleport"], "teleport"),
+    ],
+)
+def test_bad_input_fails_before_the_model_loads(tmp_path, args, message):
+    r = cli(*args, "--out-dir", str(tmp_path / "x"))
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_malformed_problem_file_names_the_row(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\n')
+    r = cli("smoke", "--problems", str(bad), "--out-dir", str(tmp_path / "x"))
+    assert r.returncode != 0 and "row 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_existing_run_is_never_overwritten_silently(tmp_path):
+    quick(tmp_path, steps=1)
+    with pytest.raises(ValueError, match="already holds a run"):
+        quick(tmp_path, steps=1)
