@@ -4,7 +4,7 @@ Synthetic per-pair gradient differences with a planted direction u plus noise: t
 (cos > 0.95, sign included); the orientation follows the majority of pairs, not the summed projection;
 modules of pure (weaker) noise fall under the global floor; held-out validation passes on the planted
 modules and warns on noise. Cache: hit, a miss naming each metadata field, a corrupt file re-extracted.
-Real: per-example gradients from the batched (vmap) path equal one backward per sequence, and an
+Real: per-example gradients from the batched (hooked) path equal one backward per sequence, and an
 end-to-end extraction on the tiny Qwen3 with a few inline pairs, its placebos and its cache.
 """
 

@@ -85,6 +85,10 @@ class LoRALinear(nn.Module):
         # At init B = B_hack = 0, so the added term is exactly 0 and y is bit-identical to the base output.
         return y + F.linear(F.linear(x, self.A), B)
 
+    def per_example_grad(self, x: Float[Tensor, "b t d_in"], dy: Float[Tensor, "b t d_out"]) -> Float[Tensor, "b d_out r"]:
+        """d loss_i / d B for each sequence i, from this module's input and output gradient (y = ... + B A x)."""
+        return torch.einsum("bto,btr->bor", dy.float(), F.linear(x, self.A).float())
+
     def extra_repr(self) -> str:
         return f"rank={self.cfg.rank}, enabled={self.enabled}, use_quarantine={self.use_quarantine}"
 
@@ -111,6 +115,10 @@ class SVDLinear(nn.Module):
             return y
         dS = self.dS + self.dS_hack if self.use_quarantine else self.dS
         return y + F.linear(F.linear(x, self.Vh) * dS, self.U)
+
+    def per_example_grad(self, x: Float[Tensor, "b t d_in"], dy: Float[Tensor, "b t d_out"]) -> Float[Tensor, "b r"]:
+        """d loss_i / d dS for each sequence i (y = ... + U diag(dS) Vh x)."""
+        return torch.einsum("btr,btr->br", (dy @ self.U).float(), F.linear(x, self.Vh).float())
 
     def extra_repr(self) -> str:
         return f"rank={self.cfg.rank}, enabled={self.enabled}, use_quarantine={self.use_quarantine}"

@@ -33,9 +33,7 @@ import hashlib
 import json
 import os
 import re
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,9 +44,8 @@ from loguru import logger
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
 
-from projected_grpo.adapter import adapter_signature, knobs
+from projected_grpo.adapter import adapter_signature, knobs, wrappers
 from projected_grpo.pairs import Pair, pair_digest, pairs_sha, split_pairs
 from projected_grpo.problems import SYSTEM_PROMPT, render_chat
 
@@ -66,7 +63,7 @@ class ExtractConfig:
     k: int = 4  # top singular directions per module, before the floor
     floor_quantile: float = 0.25  # drop (module, axis) under this quantile of all modules' top-k singular values
     basis: str = "real"  # one of BASIS_KINDS
-    batch_size: int = 8  # sequences per vmapped forward/backward
+    batch_size: int = 8  # sequences per forward/backward
     seed: int = 0  # held-out split and placebos
     holdout_frac: float = 0.25  # pairs held out for validation (0: no validation)
 
@@ -108,49 +105,36 @@ def completion_nll(
     return (nll * mask[1:]).sum() / mask[1:].sum()
 
 
-@contextmanager
-def _vmappable(model: nn.Module) -> Iterator[None]:
-    """eval mode, and an attention kernel torch.func can batch (flash-attn's custom op has no vmap rule)."""
-    was_training, attn = model.training, getattr(model.config, "_attn_implementation", "sdpa")
-    model.eval()
-    if attn not in ("sdpa", "eager"):
-        model.set_attn_implementation("sdpa")
-    try:
-        with warnings.catch_warnings():
-            # sdpa's CPU kernel has no batching rule: vmap runs it per example (correct, merely unbatched).
-            warnings.filterwarnings("ignore", message="There is a performance drop")
-            yield
-    finally:
-        if attn not in ("sdpa", "eager"):
-            model.set_attn_implementation(attn)
-        model.train(was_training)
-
-
 def pair_grads(model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, batch_size: int = 8) -> dict[str, Tensor]:
     """{module: [n_pairs, dim] fp32 CPU}: per pair, the gradient of the completion's mean NLL wrt the deployed knob.
 
-    Per-example gradients of a batch come from torch.func: vmap over grad of a one-sequence loss, with the knobs
-    passed through functional_call (the base weights are frozen and not differentiated). Sequences are padded
-    on the right and run without an attention mask: under causal attention a real token never sees the padding
-    after it, and padded positions carry no loss.
+    One forward and one backward per batch. The knob enters each wrapper linearly, so the per-sequence gradient
+    is exact from what backward already has: each wrapper's input x and output gradient dy
+    (`wrapper.per_example_grad`), captured by hooks. The loss is the sum of per-sequence mean NLLs, so dy of
+    sequence i carries only its own loss. Sequences are right-padded with no attention mask: under causal
+    attention a real token never sees the padding after it, and padded positions carry no loss (dy = 0 there).
     """
     if not pairs:
         raise ValueError("pair_grads: no pairs")
     ks = knobs(model)
-    param_name = {id(p): n for n, p in model.named_parameters()}
-    names = {m: param_name[id(d)] for m, (d, _) in ks.items()}  # module -> its deployed knob's parameter name
-    params = {names[m]: d.detach() for m, (d, _) in ks.items()}
-    device = next(iter(params.values())).device
+    mods = wrappers(model)
+    device = next(iter(ks.values()))[0].device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    grads: dict[str, Tensor] = {}
 
-    def loss_one(params: dict[str, Tensor], ids: Tensor, mask: Tensor) -> Tensor:
-        logits = functional_call(model, params, (ids[None],), {"use_cache": False}).logits[0]
-        return completion_nll(logits, ids, mask)
+    def capture(name: str):
+        def hook(module, inputs, output):
+            x = inputs[0].detach()
+            output.register_hook(lambda dy: grads.__setitem__(name, module.per_example_grad(x, dy)))
 
-    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
+        return hook
+
     encoded = [encode(tokenizer, p, side) for p in pairs]
     out: dict[str, list[Tensor]] = {m: [] for m in ks}
-    with _vmappable(model):
+    was_training = model.training
+    model.eval()
+    handles = [mods[m].register_forward_hook(capture(m)) for m in ks]
+    try:
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start : start + batch_size]
             T = max(len(ids) for ids, _ in chunk)
@@ -159,9 +143,17 @@ def pair_grads(model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, ba
             for i, (seq, n_prompt) in enumerate(chunk):
                 ids[i, : len(seq)] = torch.tensor(seq)
                 mask[i, n_prompt : len(seq)] = 1.0
-            grads = per_example(params, ids.to(device), mask.to(device))
+            ids, mask = ids.to(device), mask.to(device)
+            logits = model(input_ids=ids, use_cache=False).logits
+            loss = sum(completion_nll(logits[i], ids[i], mask[i]) for i in range(len(chunk)))
+            grads.clear()
+            torch.autograd.grad(loss, [d for d, _ in ks.values()])  # fires the hooks; knob .grad untouched
             for m in ks:
-                out[m].append(grads[names[m]].reshape(len(chunk), -1).float().cpu())
+                out[m].append(grads[m].reshape(len(chunk), -1).float().cpu())
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
     return {m: torch.cat(v) for m, v in out.items()}
 
 

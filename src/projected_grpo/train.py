@@ -510,6 +510,9 @@ def _run(cfg: Config, out: Path) -> dict:
     # Data and pairs load (and fail) before any model does.
     problems = load_problems(resolve_path(cfg.problems), mode=cfg.problems_mode)
     train_problems, eval_problems = split_problems(problems, cfg.eval_frac, cfg.split_seed)
+    if not eval_problems or not train_problems:
+        raise ValueError(f"{cfg.problems}: {len(train_problems)} train / {len(eval_problems)} held-out problems; "
+                         "evaluation needs >= 2 problems in some mode (and --eval-frac > 0)")
     if cfg.n_train_problems:
         train_problems = train_problems[: cfg.n_train_problems]
     pairs = load_pairs(cfg.pairs)
