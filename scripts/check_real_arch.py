@@ -29,7 +29,7 @@ def main(adapter: str = "lora") -> None:
         steps=1, prompts_per_step=1, group=2, teacher_hack=1, teacher_solve=0, max_new=4, eval_samples=1,
         eval_variants=False, ckpt_every=1, k=2, out_dir=str(tmp / "run"), cache_dir=str(tmp / "cache"),
         # few pairs: extraction on 0.44B parameters costs a backward per pair side
-        pairs="data/pairs/hack_pairs.md#run_tests",
+        pairs="data/pairs/hack_pairs.md#run_tests", extract_batch=2,
     )
     t0 = time.time()
     summary = train.run(cfg)

@@ -72,6 +72,7 @@ class Config:
     pairs: str = "data/pairs/hack_pairs.md"
     k: int = 4  # basis directions per module (before the global noise floor)
     floor_quantile: float = 0.25
+    extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
     gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"
     preserve_magnitude: bool = True
     overshoot: float = 1.0
@@ -504,6 +505,7 @@ def run(cfg: Config) -> dict:
 
 
 def _run(cfg: Config, out: Path) -> dict:
+    t_start = time.time()
     logger.info(f"config:\n{json.dumps(dataclasses.asdict(cfg), indent=2)}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
@@ -535,7 +537,7 @@ def _run(cfg: Config, out: Path) -> dict:
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)
 
-    ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed)
+    ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch)
     model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
     basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id)
 
@@ -582,7 +584,6 @@ def _run(cfg: Config, out: Path) -> dict:
             (out / "eval.jsonl").write_text(json.dumps({"step": 0, **initial}) + "\n")
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
 
-        t_start = time.time()
         tqdm.write(legend())
         tqdm.write(header())
         bar = tqdm(range(state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr)
