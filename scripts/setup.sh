@@ -6,9 +6,13 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 stamp=.venv/.setup-stamp
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+# This machine's pip config lists extra local indexes that may not exist; pip warns once per package about them.
+# (pipefail keeps pip's exit status; the braces keep grep's "nothing left" status out of it)
+quiet() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build. Set TORCH_SPEC to override.
-  .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  .venv/bin/python -c "import torch" 2>/dev/null || quiet .venv/bin/pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
+  quiet .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  .venv/bin/python -c "import projected_grpo, torch, transformers" && [ -x .venv/bin/just ] || { echo "setup failed: see pip's messages above" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
