@@ -132,6 +132,15 @@ PRESETS: dict[str, tuple[str, Config]] = {
             max_new=1024, lr=2e-4, warmup=10, rank=16, eval_samples=4, eval_every=25, k=4,
         ),
     ),
+    "micro": (
+        "CPU model organism: warm-started 3.4M-parameter Qwen3 learns to reward-hack in minutes",
+        Config(
+            preset="micro", model="micro-qwen3",
+            warm=WarmStartConfig(epochs=8, copies=10, hack_frac=0.1, lr=3e-3, batch_size=8),
+            steps=30, prompts_per_step=4, group=4, teacher_hack=1, teacher_solve=1, max_new=96, lr=2e-3, warmup=3,
+            rank=8, eval_samples=4, k=4,
+        ),
+    ),
 }
 
 
@@ -576,6 +585,8 @@ def _run(cfg: Config, out: Path) -> dict:
             load_checkpoint(out, model, opt, sched, state, gate)
             metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
             metrics = [m for m in metrics if m["step"] <= state.step]
+            evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if line.strip()]
+            (out / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals if e["step"] <= state.step))
             initial = json.loads((out / "initial_eval.json").read_text())
             logger.info(f"resumed {out} at step {state.step}")
         else:
@@ -593,8 +604,9 @@ def _run(cfg: Config, out: Path) -> dict:
                     basis, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
                     proj, update_proj = make_projectors(cfg, knobs, basis)
                 m = train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate)
-            except NonFiniteError:
+            except NonFiniteError:  # raised before opt.step(): the weights are those of the last completed step
                 save_checkpoint(out, model, opt, sched, state, gate)
+                logger.warning(f"stopped after step {state.step}; checkpoint saved in {out / 'ckpt'}")
                 raise
             state.step = step
             metrics.append(m)
@@ -630,11 +642,21 @@ def _run(cfg: Config, out: Path) -> dict:
         train_last5=last_means(metrics),
         basis_report=basis_report,
         warm_start=warm_report,
-        cin_null=basis_report.get("cin_null"),
+        cin_null=cin_null(basis, knobs),
     )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    tmp = out / "summary.json.tmp"  # results.py treats a run with a summary.json as finished: write it whole
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / "summary.json")
     print_summary(summary, final_all["sampled/deploy"]["example"])
     return summary
+
+
+def cin_null(basis: dict, knobs: dict) -> float | None:
+    """The cosine a random direction would have with the basis: mean over modules of sqrt(k / dim).
+
+    (cin applies relu per axis first, which lowers a random gradient's expected value below this.)"""
+    vals = [math.sqrt(V.shape[0] / knobs[m][0].numel()) for m, V in basis.items()]
+    return sum(vals) / len(vals) if vals else None
 
 
 def make_projectors(cfg: Config, knobs, basis) -> tuple[Projector, UpdateProjector]:
@@ -667,9 +689,11 @@ def main() -> None:
     logger.add(sys.stderr, level=os.environ.get("LOGLEVEL", "INFO"), format="<level>{level: <7}</level> {message}")
     try:
         run(cfg)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, NonFiniteError) as e:
         logger.error(str(e))
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def resume_config() -> Config:
