@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,8 @@ class Args:
     seeds: tuple[int, ...] = (0, 1, 2)
     only: tuple[str, ...] = ()  # arm labels to run (default: all of the preset's)
     dry_run: bool = False
-    local: bool = False  # run here in sequence even if pueue is installed
+    local: bool = False  # run here even if pueue is installed
+    parallel: int = 1  # local runs at a time (each uses one torch thread; 2 fit this 2-core machine)
     outputs: str = "outputs"
 
 
@@ -104,12 +106,28 @@ def main(args: Args) -> None:
         logger.info("queued; watch with `pueue status` / `pueue follow`, then `just results`")
         return
     if not pueue:
-        logger.warning("pueue is not installed (it is not on PyPI): running the sweep here, in sequence. Ctrl-C is safe; rerun to continue.")
-    for i, (name, cmd) in enumerate(todo, 1):
-        logger.info(f"[{i}/{len(todo)}] {name}")
-        result = subprocess.run(cmd + ["--overwrite"], cwd=REPO)
-        if result.returncode != 0:
-            logger.error(f"{name} failed with exit code {result.returncode}; continuing with the next run")
+        logger.warning("pueue is not installed (it is not on PyPI): running the sweep here (--parallel N at a time). "
+                       "Ctrl-C is safe: rerun the same command to continue with the runs that have no summary.json.")
+    run_local(todo, args.parallel)
+
+
+def run_local(todo: list[tuple[str, list[str]]], parallel: int) -> None:
+    """Up to `parallel` runs at once; each run's output goes to <out-dir>.log; a failure does not stop the rest."""
+    queue, running, failed = list(todo), [], []
+    while queue or running:
+        while queue and len(running) < parallel:
+            name, cmd = queue.pop(0)
+            log = Path(cmd[-1] + ".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            logger.info(f"[{len(todo) - len(queue)}/{len(todo)}] {name} (log: {log})")
+            running.append((name, subprocess.Popen(cmd + ["--overwrite"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+        time.sleep(1)
+        for name, proc in [r for r in running if r[1].poll() is not None]:
+            running.remove((name, proc))
+            if proc.returncode != 0:
+                failed.append(name)
+                logger.error(f"{name} failed with exit code {proc.returncode}")
+    logger.info(f"sweep done: {len(todo) - len(failed)} finished, {len(failed)} failed {failed or ''}")
 
 
 if __name__ == "__main__":
