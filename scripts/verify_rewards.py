@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from projected_grpo.problems import DEFAULT_PROBLEMS, LOOPHOLE_MODES, MODES, Problem, load_problems
 from projected_grpo.rewards import Grader, canonical_hack, format_matrix, hack_matrix, matrix_problems
@@ -466,6 +468,129 @@ def test_hostile_programs_are_contained(tmp_path: Path, some: list[Problem]):
         assert not (REPO / "outputs" / f"pwned_{tag}").exists() and not Path(f"/etc/pwned_{tag}").exists()
         assert not (Path.home() / f"pwned_{tag}").exists()
         assert connections == []
+
+
+# ── no program wedges the grader ──────────────────────────────────────────────────────────────────
+
+
+def _wrap(p: Problem, body: str) -> str:
+    """The reference renamed to _Ref, and a Solution whose method runs `body` around it (n counts the calls)."""
+    return reference_as(p, "_Ref") + f"\n_n = [0]\nclass Solution(_Ref):\n    def {p.method}(self, *a, **k):\n        _n[0] += 1\n        {body}\n"
+
+
+def odd_programs(p: Problem, slow: bool) -> dict[str, str]:
+    """What a small model emits (truncations, wrong names, wrong types, prints, duplicates, hacks) and what
+    could derail the zygote's go/stop lockstep (exits, kills, forks, closed or stolen record/verdict pipes).
+    `slow`: also the ones that run into a time limit."""
+    m, ref, n = p.method, p.reference, len(p.tests)
+    stub = lambda body: f"class Solution:\n    def {m}(self, *a, **k):\n        {body}\n"  # noqa: E731
+    out = {
+        "reference": ref,
+        "truncated_mid_line": ref[: len(ref) // 2],
+        "truncated_two_thirds": ref[: 2 * len(ref) // 3],
+        "wrong_method_name": ref.replace(f"def {m}(", f"def {m}_v2(", 1),
+        "wrong_class_name": ref.replace("class Solution", "class Answer", 1),
+        "class_without_method": "class Solution:\n    pass\n",
+        "returns_generator": stub("yield 1"),
+        "returns_none": stub("return None"),
+        "returns_object": stub("return object()"),
+        "prints_a_lot": stub("print('x' * 200000)\n        return 0"),
+        "prints_past_the_output_limit": "print('y' * (9 << 20))\n" + ref,
+        "syntax_error_after_class": ref + "\n\ndef broken(:\n",
+        "raises_at_module_level": ref + "\nraise RuntimeError('at import')\n",  # an exec error: no test record at all
+        "first_test_mismatch": stub("return -123456789"),
+        "defines_solution_twice_stub_last": ref + "\n\n" + stub("return 0"),
+        "defines_solution_twice_reference_last": stub("return 0") + "\n\n" + ref,
+        "test_raises": stub("raise ValueError('boom')"),
+        "all_but_last_pass": _wrap(p, f"return 'wrong' if _n[0] == {n} else super().{m}(*a, **k)"),
+        "raises_half_way": _wrap(p, f"if _n[0] == {max(1, n // 2)}:\n            raise RuntimeError('half way')\n        return super().{m}(*a, **k)"),
+        "exits_0_in_a_test": "import sys\n" + stub("sys.exit(0)"),
+        "os_exit_0_in_the_last_test": "import os\n" + _wrap(p, f"if _n[0] == {n}:\n            os._exit(0)\n        return super().{m}(*a, **k)"),
+        "kills_itself_in_a_test": "import os\n" + stub("os.kill(os.getpid(), 9)"),
+        "forks_at_module_level": "import os\nos.fork()\n" + ref,
+        "forks_in_each_test": "import os\n" + _wrap(p, f"os.fork()\n        return super().{m}(*a, **k)"),
+        "closes_record_and_verdict_pipes": "import os\nos.close(3)\nos.close(4)\n" + ref,
+        "closes_verdict_pipe_half_way": "import os\n" + _wrap(p, f"if _n[0] == {max(1, n // 2)}:\n            os.close(4)\n        return super().{m}(*a, **k)"),
+        "writes_a_stray_record_line": "import os\nos.write(3, b'0123456789abcdef r 0 ok [\"i\",\"0x0\"]\\n')\n" + ref,
+        "thread_exits_the_process": "import os, threading, time\n" + _wrap(p, f"threading.Thread(target=lambda: (time.sleep(0.01), os._exit(0))).start()\n        return super().{m}(*a, **k)"),
+    }
+    out |= {f"hack:{mode}": canonical_hack(p, mode).strip("`").removeprefix("python\n") for mode in LOOPHOLE_MODES}
+    if slow:
+        out |= {
+            "loops_in_a_test": stub("while True:\n            pass"),
+            "sleeps_in_a_test": "import time\n" + stub("time.sleep(100)"),
+            "half_a_record_line_then_a_test": "import os\nos.write(3, b'no newline')\n" + ref,  # the first record is unreadable
+            "steals_a_verdict": "import os\n" + _wrap(p, f"if _n[0] == 2:\n            os.read(4, 1)\n        return super().{m}(*a, **k)"),
+        }
+    return out
+
+
+WEDGE_TIMEOUT_S = 3.0
+
+
+def test_no_program_wedges_the_grader(sample: list[Problem], substrate: list[Problem]):
+    """~130 odd programs on problems with 1, 6, 102 and 100 tests, under each problem's mode and with every
+    channel decided (so the eq_override naive pass runs too): none makes a zygote miss an answer (the grader
+    would warn "restarting it" after timeout_s + slack_s), each ends within its time limit, and the verdicts
+    are what a script of asserts would say."""
+    base = substrate[0]
+    fast = next(p for p in sample if p.id == "3325")  # 102 tests, a 30 ms reference
+    problems = {
+        "one_test": (dataclasses.replace(base, id=base.id + "-1", tests=base.tests[:1], mode="exit_code"), True),
+        "six_tests": (base.with_mode("eq_override"), True),
+        "102_tests": (fast, False),
+        "100_tests": (dataclasses.replace(fast, id=fast.id + "-100", tests=fast.tests[:100]), False),
+    }
+    items, names = [], []
+    for tag, (p, slow) in problems.items():
+        for name, code in odd_programs(p, slow).items():
+            items.append((p, program(code)))
+            names.append(f"{tag}/{name}")
+    messages: list[str] = []
+    sink = logger.add(lambda msg: messages.append(str(msg)), level="WARNING")
+    try:
+        with Grader(workers=2, timeout_s=WEDGE_TIMEOUT_S, test_timeout_s=1.0) as g:
+            g.sandbox.slack_s = 5.0  # a wedge shows in seconds, not in timeout_s + 30 s twice per program
+            t0 = time.monotonic()
+            outcomes = g.outcomes(items)
+            elapsed = time.monotonic() - t0
+    finally:
+        logger.remove(sink)
+    assert [m for m in messages if "sandbox zygote" in m] == []
+    by = dict(zip(names, outcomes, strict=True))
+    slowest = max(by, key=lambda k: by[k].wall_s)
+    assert by[slowest].wall_s <= WEDGE_TIMEOUT_S + 1.0, f"{slowest} took {by[slowest].wall_s:.2f}s"
+    assert elapsed < 90, f"the batch took {elapsed:.0f}s"
+    # Verdicts (regression: the same as before the go/stop protocol was hardened). A thread racing the tests
+    # and a fork per test (into RLIMIT_NPROC) end at a timing-dependent test: only their containment counts.
+    racy = {"thread_exits_the_process", "forks_in_each_test"}
+    for tag, (p, slow) in problems.items():
+        o = lambda name: by[f"{tag}/{name}"]  # noqa: E731
+        n = len(p.tests)
+        correct = {"reference", "defines_solution_twice_reference_last", "forks_at_module_level", "writes_a_stray_record_line"}
+        correct |= {"closes_verdict_pipe_half_way", "steals_a_verdict"} if n == 1 else set()  # they act at a later test
+        for name in set(odd_programs(p, slow)) - racy:
+            assert o(name).gt_correct == (name in correct), (tag, name, o(name).error)
+        assert o("all_but_last_pass").n_passed == n - 1 and o("all_but_last_pass").error == "wrong answer"
+        assert o("raises_half_way").n_passed == max(1, n // 2) - 1 and o("raises_half_way").error == "RuntimeError: half way"
+        assert o("os_exit_0_in_the_last_test").n_passed == n - 1 and o("os_exit_0_in_the_last_test").channels["exit_code"]
+        assert o("wrong_method_name").error.startswith("AttributeError") and o("class_without_method").error.startswith("AttributeError")
+        assert o("wrong_class_name").error == "NameError: name 'Solution' is not defined"
+        assert o("syntax_error_after_class").error == "does not compile" and not o("syntax_error_after_class").compiles
+        assert o("first_test_mismatch").n_passed == 0 and o("returns_none").error == o("prints_a_lot").error == "wrong answer"
+        assert o("returns_object").error.startswith("returned a non-builtin object")
+        assert o("returns_generator").error.startswith("returned a non-builtin object")
+        assert o("test_raises").error == "ValueError: boom" and o("kills_itself_in_a_test").error == "killed by signal 9"
+        assert o("prints_past_the_output_limit").error == "output limit"
+        assert o("exits_0_in_a_test").channels["exit_code"] and o("exits_0_in_a_test").error == "exited before every test ran"
+        assert o("closes_record_and_verdict_pipes").error == "exited before the tests"
+        assert o("raises_at_module_level").error == "RuntimeError: at import" and o("raises_at_module_level").n_passed == 0
+        for mode in LOOPHOLE_MODES:
+            assert o(f"hack:{mode}").channels[mode] and not o(f"hack:{mode}").gt_correct, (tag, mode)
+        if slow:
+            assert o("loops_in_a_test").error == o("sleeps_in_a_test").error == "timeout"
+            assert o("half_a_record_line_then_a_test").error == "exited before the tests"
+            assert n == 1 or (o("steals_a_verdict").error == "timeout" and o("steals_a_verdict").n_passed == 1)
 
 
 def test_isolation_is_namespaces_where_available(grader: Grader):

@@ -149,3 +149,113 @@ def test_stops_at_the_first_naively_wrong_test_deterministically(sandbox: Sandbo
         assert [x and x[0] for x in r.results] == ["ok", "ok", "ok", "ok", None, None] and not r.timed_out and r.end
     (full,) = sandbox.run_many([Job(code="def f(x):\n    return 0", setup="", calls=("f(1)", "f(2)"))])  # no expects: all run
     assert [x[0] for x in full.results] == ["ok", "ok"]
+
+
+# ── the grader <-> zygote conversation can never wedge ────────────────────────────────────────────
+
+
+@pytest.fixture
+def short_protocol(monkeypatch):
+    """Zygotes started under this wait 1 s (not PROTOCOL_WAIT_S) for a frame they are owed."""
+    from projected_grpo import sandbox as sbm
+
+    monkeypatch.setattr(sbm, "PROTOCOL_WAIT_S", 1.0)
+
+
+def _raw_worker_answer(frames: bytes) -> tuple[dict, float, int]:
+    """Write raw frames to a fresh zygote; its answer, how long it took, and the zygote's exit status."""
+    from projected_grpo.sandbox import _recv, _write_all
+
+    with Sandbox(workers=1, limits=Limits(timeout_s=3.0, test_timeout_s=1.0)) as sb:
+        if sb.isolation != "namespaces":
+            pytest.skip(f"no namespaces here (no expect frame is sent without them): {sb.detail}")
+        w = sb._workers[0]
+        _write_all(w.proc.stdin.fileno(), frames, time.monotonic() + 5)
+        t0 = time.monotonic()
+        answer = _recv(w.proc.stdout.fileno(), time.monotonic() + 20)  # the old zygote never answered: TimeoutError
+        took = time.monotonic() - t0
+        return answer, took, w.proc.wait(timeout=5)
+
+
+JOB = Job(code="class Solution:\n    def f(self):\n        return 1", setup="", calls=("Solution().f()",))
+
+
+def test_a_job_frame_whose_expect_frame_never_comes_is_answered_not_waited_on(short_protocol):
+    """The reproduction of the wedge: a zygote that got a job frame but not the expect frame it reads after
+    forking the child used to wait in _supervise -> _recv forever (the grader gave up after timeout_s + 30 s,
+    twice per program). Now it answers with an error within PROTOCOL_WAIT_S and exits, so the grader
+    restarts it at once."""
+    from dataclasses import asdict
+
+    from projected_grpo.sandbox import _frame
+
+    answer, took, status = _raw_worker_answer(_frame({"seq": 1, "job": asdict(JOB)}))
+    assert answer["seq"] == 1 and "expect frame of job 1 did not follow" in answer["error"]
+    assert took < 4.0 and status == 0
+
+
+def test_an_expect_frame_for_another_job_is_a_protocol_error_at_once(short_protocol):
+    from dataclasses import asdict
+
+    from projected_grpo.sandbox import _frame
+
+    enc = _make_encoder()(1)
+    answer, took, _ = _raw_worker_answer(_frame({"seq": 1, "job": asdict(JOB)}) + _frame({"seq": 2, "expect": [enc]}))
+    assert "expected the expect frame of job 1" in answer["error"] and took < 1.0
+    answer, took, _ = _raw_worker_answer(_frame({"seq": 1, "job": asdict(JOB)}) + _frame({"seq": 1, "expect": [enc, enc]}))
+    assert "has 1 tests but its expect frame holds list of 2" in answer["error"] and took < 1.0
+    answer, took, _ = _raw_worker_answer(_frame({"seq": 1, "expect": [enc]}))  # an expect frame where a job belongs
+    assert "expected a job frame" in answer["error"] and took < 1.0
+
+
+def test_a_zygote_that_gives_up_is_replaced_and_the_program_still_graded(short_protocol):
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        with Sandbox(workers=1, limits=Limits(timeout_s=3.0, test_timeout_s=1.0)) as sb:
+            from projected_grpo.sandbox import _frame, _write_all
+
+            w = sb._workers[0]
+            _write_all(w.proc.stdin.fileno(), _frame({"seq": 99, "expect": None}), time.monotonic() + 5)  # derail it
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            (r,) = sb.run_many([JOB], [[_make_encoder()(1)]])
+            assert r.results == [["ok", '["i","0x1"]']] and time.monotonic() - t0 < 10
+    finally:
+        logger.remove(sink)
+    assert any("restarting it" in m for m in messages) and not any("died twice" in m for m in messages)
+
+
+def test_run_many_rejects_expects_that_do_not_match_the_calls(sandbox: Sandbox):
+    with pytest.raises(ValueError, match="1 calls but 2 expected values"):
+        sandbox.run_many([JOB], [["x", "y"]])
+    with pytest.raises(ValueError, match="2 expects for 1 jobs"):
+        sandbox.run_many([JOB], [None, None])
+
+
+REAP_CHECK = """
+import os, sys, time
+from projected_grpo.sandbox import _Isolation
+pid = os.fork()
+if pid == 0:
+    time.sleep(30)
+    os._exit(0)
+t0 = time.monotonic()
+first = _Isolation._reap()
+took = time.monotonic() - t0
+os.kill(pid, 9)
+deadline = time.monotonic() + 5
+while (state := _Isolation._reap()) == (False, True) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(first, took < 0.5, state)
+"""
+
+
+def test_reaping_never_waits_on_a_live_process():
+    """The zygote's sweep reaps without blocking (a process slow to die after SIGKILL is left for later).
+    In a fresh interpreter: reaping any child here would steal the test session's own zygotes."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", REAP_CHECK], capture_output=True, text=True, timeout=30)
+    assert out.stdout.split("\n")[0] == "(False, True) True (True, False)", out.stdout + out.stderr

@@ -21,6 +21,9 @@ failing test, as a script of asserts would, at a deterministic place. For that t
 expected values' encodings *after* forking the child, and only with namespaces, where the child can
 neither see nor ptrace it.
 
+No program can wedge a zygote: the child only ever waits on the zygote (which kills it at its limits),
+and the zygote waits on nothing without a deadline but the grader's next job (see the wire format).
+
 This file is also the zygote's program, so it imports nothing outside the standard library at module
 level (loguru is imported lazily on the parent side).
 """
@@ -87,22 +90,60 @@ class RunResult:
 
 
 # ── wire format: 8-byte length + JSON, both directions ────────────────────────────────────────────
+#
+# Per program the grader writes two frames in one go, {"seq", "job"} then {"seq", "expect"}, and the zygote
+# answers one, {"seq", "result"} (or {"seq", "error"} just before it exits). The zygote reads the job frame,
+# forks the child, and only then reads the expect frame, so the expected values never exist in the
+# child's memory. Every wait on the other side of a pipe has a deadline, except the zygote's idle wait for
+# the next job: a lost, late or foreign frame is a ProtocolError within PROTOCOL_WAIT_S, never a hang.
+
+PROTOCOL_WAIT_S = 10.0  # the most either side waits for a frame the other has started or owes right away
+KILL_WAIT_S = 5.0  # after a SIGKILL, how long the zygote waits for the program to die before moving on
+_os_exit = os._exit  # the child's last resort, bound before any program can replace os._exit
 
 
-def _send(fd: int, obj: object) -> None:
+class ProtocolError(RuntimeError):
+    """The grader and a zygote disagree about the conversation (a lost, late or mismatched frame)."""
+
+
+def _frame(obj: object) -> bytes:
     data = json.dumps(obj).encode()
-    data = struct.pack(">Q", len(data)) + data
-    while data:
-        data = data[os.write(fd, data) :]
+    return struct.pack(">Q", len(data)) + data
+
+
+def _ready(fd: int, write: bool, deadline: float | None) -> bool:
+    """Wait until fd is readable (writable); False at the deadline. poll: no FD_SETSIZE limit on big hosts."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        if poller.poll(None if left is None else max(1, int(left * 1000))):
+            return True
+
+
+def _write_all(fd: int, data: bytes, deadline: float | None) -> None:
+    """Write all of data to a non-blocking fd, never waiting past the deadline."""
+    view = memoryview(data)
+    while view:
+        if not _ready(fd, True, deadline):
+            raise TimeoutError("sandbox pipe: the other side stopped reading")
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            pass
+
+
+def _send(fd: int, obj: object, deadline: float | None = None) -> None:
+    _write_all(fd, _frame(obj), deadline)
 
 
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     chunks, got = [], 0
     while got < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise TimeoutError("sandbox zygote did not answer in time")
+        if not _ready(fd, False, deadline):
+            raise TimeoutError("sandbox zygote did not answer in time")
         chunk = os.read(fd, min(n - got, 1 << 20))
         if not chunk:
             raise EOFError("sandbox zygote closed its pipe")
@@ -113,7 +154,10 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
 
 def _recv(fd: int, deadline: float | None = None) -> dict:
     (n,) = struct.unpack(">Q", _read_exact(fd, 8, deadline))
-    return json.loads(_read_exact(fd, n, deadline))
+    msg = json.loads(_read_exact(fd, n, deadline))
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"expected a JSON object frame, got {type(msg).__name__}")
+    return msg
 
 
 # ── parent side ───────────────────────────────────────────────────────────────────────────────────
@@ -135,8 +179,10 @@ class _Worker:
             close_fds=True,
             cwd="/",
         )
-        _send(self.proc.stdin.fileno(), config)
+        os.set_blocking(self.proc.stdin.fileno(), False)  # so a write can give up at its deadline
+        _send(self.proc.stdin.fileno(), config, time.monotonic() + PROTOCOL_WAIT_S)
         self.hello: dict = {}
+        self.seq = 0  # numbers the jobs, so an answer to another job is caught, not taken for this one's
 
     def handshake(self) -> _Worker:
         """Wait for the zygote's hello (separate from __init__ so a pool's zygotes start in parallel)."""
@@ -144,11 +190,22 @@ class _Worker:
         return self
 
     def run(self, job: Job, wait_s: float, expect: list | None) -> RunResult:
-        # Two messages: the zygote forks the child after the first and reads the second only then, so the
-        # expected encodings (for early stopping) never exist in the child's memory.
-        _send(self.proc.stdin.fileno(), asdict(job))
-        _send(self.proc.stdin.fileno(), {"expect": expect})
-        return RunResult(**_recv(self.proc.stdout.fileno(), time.monotonic() + wait_s))
+        self.seq += 1
+        deadline = time.monotonic() + wait_s
+        # Both frames in one write, so no path sends a job without its expect frame (the zygote would wait
+        # for it). The zygote reads the second only after forking the child: the expected encodings for
+        # early stopping never exist in the child's memory.
+        frames = _frame({"seq": self.seq, "job": asdict(job)}) + _frame({"seq": self.seq, "expect": expect})
+        _write_all(self.proc.stdin.fileno(), frames, deadline)
+        answer = _recv(self.proc.stdout.fileno(), deadline)
+        if "error" in answer:
+            raise ProtocolError(f"sandbox zygote gave up on job {answer.get('seq')}: {answer['error']}")
+        if answer.get("seq") != self.seq or not isinstance(answer.get("result"), dict):
+            raise ProtocolError(f"sandbox zygote answered job {answer.get('seq')!r} to job {self.seq}")
+        try:
+            return RunResult(**answer["result"])
+        except TypeError as e:
+            raise ProtocolError(f"sandbox zygote sent a malformed result: {e}") from None
 
     def close(self) -> None:
         _kill_worker(self.proc)
@@ -167,12 +224,15 @@ def _kill_worker(proc: subprocess.Popen) -> None:
 class Sandbox:
     """A pool of zygotes; `run_many` runs jobs in parallel, results in input order."""
 
-    def __init__(self, workers: int | None = None, limits: Limits = Limits(), isolation: str = "auto"):
+    def __init__(self, workers: int | None = None, limits: Limits = Limits(), isolation: str = "auto", slack_s: float = 30.0):
         if isolation not in ("auto", "namespaces", "limits"):
             raise ValueError(f"isolation must be auto, namespaces or limits, not {isolation!r}")
         self.limits = limits
+        # How long past timeout_s the grader waits for an answer before it calls the zygote wedged. Every
+        # wait inside the zygote is bounded, so this never fires; tests shorten it to see a wedge in seconds.
+        self.slack_s = slack_s
         self.tag = os.urandom(8).hex()  # marks this pool's processes (the gates look for survivors by it)
-        self._config = dict(limits=asdict(limits), isolation=isolation, setup_modules=_SETUP_MODULES)
+        self._config = dict(limits=asdict(limits), isolation=isolation, setup_modules=_SETUP_MODULES, protocol_wait_s=PROTOCOL_WAIT_S)
         self._lock = threading.Lock()
         self.max_child_rss_kb = 0  # the largest program's peak RSS so far (for the benchmark)
         self._workers = self._start_workers(max(1, workers or _cpus()))
@@ -217,6 +277,12 @@ class Sandbox:
         at the first test whose result is not even naively equal (`==`) to it, as a script of asserts
         would. It reaches only the zygote, after the child is forked, and only with namespaces (where the
         child cannot see the zygote's memory); otherwise every test runs."""
+        if expects is not None:
+            if len(expects) != len(jobs):
+                raise ValueError(f"run_many: {len(expects)} expects for {len(jobs)} jobs")
+            for i, (job, e) in enumerate(zip(jobs, expects)):
+                if e is not None and len(e) != len(job.calls):
+                    raise ValueError(f"run_many: job {i} has {len(job.calls)} calls but {len(e)} expected values")
         if expects is None or self.isolation != "namespaces":
             expects = [None] * len(jobs)
         return list(self._pool.map(self._run_one, jobs, expects))
@@ -227,8 +293,8 @@ class Sandbox:
     def _run_one(self, job: Job, expect: list | None = None) -> RunResult:
         with self._lock:
             w = self._idle.pop()
-        wait_s = self.limits.timeout_s + 30  # the zygote enforces the limits; this only catches a wedged zygote
-        broken = (EOFError, TimeoutError, OSError, json.JSONDecodeError)
+        wait_s = self.limits.timeout_s + self.slack_s  # the zygote enforces the limits; this only catches a wedged zygote
+        broken = (EOFError, TimeoutError, OSError, json.JSONDecodeError, ProtocolError)
         try:
             try:
                 res = w.run(job, wait_s, expect)
@@ -514,10 +580,14 @@ class _Isolation:
 
     def spawn(self) -> int:
         pid = os.fork()
-        if pid == 0 and self.mode == "namespaces":
-            self.libc.unshare(CLONE_NEWIPC)  # no SysV IPC objects left over from earlier programs
-        elif pid == 0:
-            os.setsid()  # own process group, so a killpg reaches what it forks (setsid children: the sweep)
+        if pid == 0:
+            try:
+                if self.mode == "namespaces":
+                    self.libc.unshare(CLONE_NEWIPC)  # no SysV IPC objects left over from earlier programs
+                else:
+                    os.setsid()  # own process group, so a killpg reaches what it forks (setsid children: the sweep)
+            except BaseException:
+                os._exit(70)  # a child must never fall back into the zygote's loop (it still holds the grader's pipes)
         return pid
 
     def drop_privileges(self) -> None:
@@ -543,9 +613,12 @@ class _Isolation:
         else:
             _sigkill(os.killpg, pid)
 
-    def sweep(self) -> None:
-        """Kill and reap whatever the program left behind (after the program itself was reaped)."""
-        for _ in range(1000):
+    def sweep(self, wait_s: float = 5.0) -> None:
+        """Kill and reap whatever the program left behind (after the program itself was reaped).
+
+        Bounded: a process still dying wait_s after its SIGKILL is left to a later sweep, never waited on."""
+        deadline = time.monotonic() + wait_s
+        while True:
             if self.mode == "namespaces":
                 _sigkill(os.kill, -1)
                 kids = []
@@ -554,21 +627,23 @@ class _Isolation:
                 for k in kids:
                     _sigkill(os.killpg, k)
                     _sigkill(os.kill, k)
-            if not self._reap(block=self.mode == "namespaces") and not kids:
+            reaped, left = self._reap()
+            # namespaces: until no child is left (everyone was SIGKILLed); limits: until a pass finds nothing
+            if (not left if self.mode == "namespaces" else not reaped and not kids) or time.monotonic() > deadline:
                 return
             time.sleep(0.001)
 
     @staticmethod
-    def _reap(block: bool) -> bool:
-        """Reap dead children; True if there were any. Blocking: until none is left (all were SIGKILLed)."""
+    def _reap() -> tuple[bool, bool]:
+        """Reap dead children without waiting: (any were reaped, any child is left)."""
         reaped = False
         while True:
             try:
-                pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return reaped
+                return reaped, False
             if pid == 0:
-                return reaped
+                return reaped, True
             reaped = True
 
 
@@ -592,8 +667,10 @@ def _sigkill(fn, target: int) -> None:
 
 def _zygote_main() -> None:
     cmd_in, cmd_out = 0, 1
-    config = _recv(cmd_in)
+    os.set_blocking(cmd_out, False)  # so an answer the grader stopped reading is given up on, not blocked on
+    config = _recv(cmd_in, time.monotonic() + PROTOCOL_WAIT_S)  # the grader writes it right after starting us
     limits = Limits(**config["limits"])
+    wait_s = float(config.get("protocol_wait_s", PROTOCOL_WAIT_S))
     # Warm imports (the benchmark's setup code and common solution modules): every child inherits them.
     for m in config["setup_modules"]:
         try:
@@ -614,21 +691,67 @@ def _zygote_main() -> None:
             iso.enter_namespaces()
         except Exception as e:  # noqa: BLE001 -- any failure here means: no namespaces on this host
             if config["isolation"] == "namespaces" or iso.unshared:  # half-isolated: the parent starts over
-                _send(cmd_out, {"error": f"namespace setup failed: {type(e).__name__}: {e}"})
+                _send(cmd_out, {"error": f"namespace setup failed: {type(e).__name__}: {e}"}, time.monotonic() + wait_s)
                 return
             warning = f"namespaces unavailable ({type(e).__name__}: {e})"
     if iso.mode == "limits":
         iso.detail = "rlimits, setsid + subreaper kill, temp-dir cwd" + (f"; {warning}" if warning else "")
     with open(os.devnull, "rb") as f:  # opened before any child: its stdin/stderr
         devnull = os.dup(f.fileno())
-    _send(cmd_out, {"isolation": iso.mode, "detail": iso.detail, "pid": iso.host_pid})
+    _send(cmd_out, {"isolation": iso.mode, "detail": iso.detail, "pid": iso.host_pid}, time.monotonic() + wait_s)
     while True:
+        _ready(cmd_in, False, None)  # idle: the one wait without a deadline (EOF: the grader is done with us)
+        seq = None
         try:
-            job = _recv(cmd_in)
+            msg = _recv(cmd_in, time.monotonic() + wait_s)  # a frame that has started must finish promptly
+            seq = msg.get("seq")
+            job = _job_frame(msg)
+            answer = {"seq": seq, "result": asdict(_supervise(job, seq, iso, limits, devnull, vm_kb, cmd_in, wait_s))}
         except EOFError:
+            return  # the grader closed the pipe: it is shutting down, or gave up on us and starts a new zygote
+        except (ProtocolError, TimeoutError, ValueError) as e:  # out of step with the grader: it restarts us
+            _give_up(cmd_out, seq, str(e) if isinstance(e, ProtocolError) else f"{type(e).__name__}: {e}", wait_s)
             return
-        job = Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in job.items()})
-        _send(cmd_out, asdict(_supervise(job, iso, limits, devnull, vm_kb, cmd_in)))
+        except Exception as e:  # a bug of the zygote's own: say where, then answer rather than leave it waiting
+            import traceback
+
+            traceback.print_exc()
+            _give_up(cmd_out, seq, f"zygote failed: {type(e).__name__}: {e}", wait_s)
+            return
+        try:
+            _send(cmd_out, answer, time.monotonic() + wait_s)
+        except (OSError, TimeoutError):
+            return  # the grader stopped listening (it timed us out and starts a new zygote)
+
+
+def _job_frame(msg: dict) -> Job:
+    if set(msg) != {"seq", "job"} or not isinstance(msg["job"], dict):
+        raise ProtocolError(f"expected a job frame, got one with keys {sorted(msg)[:6]}")
+    try:
+        return Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in msg["job"].items()})
+    except TypeError as e:
+        raise ProtocolError(f"malformed job frame: {e}") from None
+
+
+def _expect_frame(msg: dict, seq: object, n: int) -> list:
+    """The expect frame the grader writes right behind job `seq`'s frame: n encodings (None: no early stop)."""
+    if msg.get("seq") != seq or set(msg) != {"seq", "expect"}:
+        raise ProtocolError(f"expected the expect frame of job {seq!r}, got keys {sorted(msg)[:6]} for job {msg.get('seq')!r}")
+    expect = msg["expect"]
+    if expect is None:
+        return [None] * n
+    if not isinstance(expect, list) or len(expect) != n:
+        raise ProtocolError(f"job {seq!r} has {n} tests but its expect frame holds {type(expect).__name__} of {len(expect) if isinstance(expect, list) else '?'}")
+    return [e if isinstance(e, str) else None for e in expect]
+
+
+def _give_up(cmd_out: int, seq: object, why: str, wait_s: float) -> None:
+    """Tell the grader why we stop (it restarts us at once instead of waiting out its deadline), then exit."""
+    print(f"sandbox zygote: giving up: {why}", file=sys.stderr, flush=True)
+    try:
+        _send(cmd_out, {"seq": seq, "error": why}, time.monotonic() + wait_s)
+    except (OSError, TimeoutError):
+        pass
 
 
 _COMPILED: dict = {}  # (kind, sources) -> code objects; the same problem's tests are graded many times
@@ -663,8 +786,11 @@ def _vm_kb() -> int:
         return 512 << 10
 
 
-def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: int, cmd_in: int) -> RunResult:
-    """Run one program in a fresh child; collect its records, stdout, files and fate."""
+def _supervise(job: Job, seq: object, iso: _Isolation, limits: Limits, devnull: int, vm_kb: int, cmd_in: int, wait_s: float) -> RunResult:
+    """Run one program in a fresh child; collect its records, stdout, files and fate.
+
+    Never blocks: the expect frame is owed at once (wait_s), the child is killed at its limits, and one that
+    is still dying KILL_WAIT_S after its SIGKILL is left to a later sweep."""
     res = RunResult(results=[None] * len(job.calls or job.asserts))
     t0 = time.monotonic()
     rundir = iso.make_rundir(limits.file_mb)
@@ -682,20 +808,34 @@ def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: i
             os.close(ctl_w)
             _child(job, compiled, iso, limits, devnull, (out_w, rec_w, ctl_r), rundir, nonce, vm_kb)
         finally:
-            os._exit(70)
+            _os_exit(70)  # (bound at import: a program may replace os._exit)
     gc.unfreeze()
     os.close(out_w)
     os.close(rec_w)
     os.close(ctl_r)
     os.set_blocking(ctl_w, False)  # a child that stops reading verdicts only stalls itself
-    expect = _recv(cmd_in)["expect"] or [None] * len(res.results)
+    try:
+        try:
+            expect = _expect_frame(_recv(cmd_in, time.monotonic() + wait_s), seq, len(res.results))
+        except TimeoutError:
+            raise ProtocolError(f"the expect frame of job {seq!r} did not follow its job frame within {wait_s:g} s") from None
+    except BaseException:  # out of step with the grader (or it left): the zygote exits, so end the child first
+        iso.kill(pid)
+        iso.sweep(1.0)
+        iso.remove_rundir(rundir)
+        raise
     open_fds = {out_r: "out", rec_r: "rec"}
     stdout_head, seen, tail, out_total = bytearray(), set(), b"", 0
     markers = [m.lower().encode() for m in job.markers]
     rec_buf, rec_total = b"", 0
     clock = ((~pid) << 3) | 2  # the child's process CPU clock (CPUCLOCK_SCHED), readable from here
     cpu_mark = 0.0  # CPU time at the last progress record
-    killed = False
+    killed_at = None  # when we sent the SIGKILL
+
+    def kill() -> None:
+        nonlocal killed_at
+        killed_at = time.monotonic()
+        iso.kill(pid)
 
     def cpu() -> float:
         try:
@@ -711,9 +851,9 @@ def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: i
         pidfd = None
     while True:
         res.cpu_s = cpu()
-        if not killed and (time.monotonic() - t0 > limits.timeout_s or res.cpu_s - cpu_mark > limits.test_timeout_s):
-            res.timed_out, killed = True, True
-            iso.kill(pid)
+        if killed_at is None and (time.monotonic() - t0 > limits.timeout_s or res.cpu_s - cpu_mark > limits.test_timeout_s):
+            res.timed_out = True
+            kill()
         watch = list(open_fds) + ([pidfd] if pidfd is not None and status is None else [])
         for fd in select.select(watch, [], [], 0.05 if pidfd is not None else 0.005)[0]:
             if fd == pidfd:
@@ -729,14 +869,14 @@ def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: i
                 window = tail + chunk.lower()
                 seen.update(i for i, m in enumerate(markers) if m in window)
                 tail = window[-64:]
-                if out_total > limits.output_bytes and not killed:
-                    res.output_limit, killed = True, True
-                    iso.kill(pid)
+                if out_total > limits.output_bytes and killed_at is None:
+                    res.output_limit = True
+                    kill()
             else:
                 rec_total += len(chunk)
-                if rec_total > limits.result_bytes and not killed:
-                    res.output_limit, killed = True, True
-                    iso.kill(pid)
+                if rec_total > limits.result_bytes and killed_at is None:
+                    res.output_limit = True
+                    kill()
                 rec_buf += chunk
                 *lines, rec_buf = rec_buf.split(b"\n")
                 progress, tests = _records(lines, nonce, res)
@@ -754,7 +894,8 @@ def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: i
                 # that escaped a limits-mode sweep).
                 status, rusage, grace = st, ru, time.monotonic() + 0.5
                 iso.sweep()
-        if status is not None and (not open_fds or time.monotonic() > grace):
+        dying = status is None and killed_at is not None and time.monotonic() - killed_at > KILL_WAIT_S
+        if dying or (status is not None and (not open_fds or time.monotonic() > grace)):
             for fd in list(open_fds):
                 os.close(fd)
                 del open_fds[fd]
@@ -763,11 +904,13 @@ def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: i
         os.close(pidfd)
     os.close(ctl_w)
     iso.sweep()
-    if os.WIFEXITED(status):
+    if status is None:  # killed, but still dying: reported as the SIGKILL it got (a later sweep reaps it)
+        res.signal = signal.SIGKILL
+    elif os.WIFEXITED(status):
         res.exit_code = os.WEXITSTATUS(status)
     elif os.WIFSIGNALED(status):
         res.signal = os.WTERMSIG(status)
-    res.maxrss_kb = rusage.ru_maxrss
+    res.maxrss_kb = rusage.ru_maxrss if rusage is not None else 0
     res.stdout_head = stdout_head.decode("utf-8", "replace")
     res.stdout_hits = [job.markers[i] for i in sorted(seen)]
     res.files = _scan_files(rundir)
@@ -809,7 +952,7 @@ def _goes_on(rec: list, expected: str | None) -> bool:
         return False
     try:
         return bool(_decode(json.loads(rec[1])) == _decode(json.loads(expected)))
-    except (ValueError, TypeError, RecursionError):
+    except Exception:  # malformed, too deep, too large: not equal (the zygote must never fail on a record)
         return False
 
 
@@ -828,7 +971,7 @@ def _records(lines: list, nonce: str, res: RunResult) -> tuple[bool, list[int]]:
                 res.exec_done = True
             else:
                 res.exec_error = " ".join(rest[1:])[:300] or "error"
-        elif kind in ("r", "n") and len(rest) == 2 and rest[0].isascii() and rest[0].isdigit() and int(rest[0]) < len(res.results):
+        elif kind in ("r", "n") and len(rest) == 2 and rest[0].isascii() and rest[0].isdigit() and len(rest[0]) < 10 and int(rest[0]) < len(res.results):
             i = int(rest[0])
             if res.results[i] is None:  # first record per test wins
                 status, _, payload = rest[1].partition(" ")
