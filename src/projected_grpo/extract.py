@@ -306,8 +306,9 @@ def cache_meta(model: nn.Module, pairs: Sequence[Pair], cfg: ExtractConfig, mode
     return meta
 
 
-def cache_path(cache_dir: str | Path, model_id: str, basis: str) -> Path:
-    return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_id)}__{basis}.safetensors"
+def cache_path(cache_dir: str | Path, model_id: str, basis: str, seed: int = 0) -> Path:
+    """One file per (model, basis kind, seed): seeds of a sweep neither overwrite nor race each other."""
+    return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_id)}__{basis}__s{seed}.safetensors"
 
 
 def read_cache(path: Path, meta: dict[str, str]) -> tuple[Basis, dict] | str:
@@ -346,7 +347,7 @@ def load_or_extract(
     model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: ExtractConfig, cache_dir: str | Path, model_id: str
 ) -> tuple[Basis, dict]:
     """The cached basis when every metadata field matches (HIT); otherwise extract and overwrite (MISS)."""
-    meta, path = cache_meta(model, pairs, cfg, model_id), cache_path(cache_dir, model_id, cfg.basis)
+    meta, path = cache_meta(model, pairs, cfg, model_id), cache_path(cache_dir, model_id, cfg.basis, cfg.seed)
     try:
         hit = read_cache(path, meta)
     except Exception as e:  # any unreadable file: safetensors header, json, shapes

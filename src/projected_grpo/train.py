@@ -136,8 +136,8 @@ PRESETS: dict[str, tuple[str, Config]] = {
         "CPU model organism: warm-started 3.4M-parameter Qwen3 learns to reward-hack in minutes",
         Config(
             preset="micro", model="micro-qwen3",
-            warm=WarmStartConfig(epochs=8, copies=10, hack_frac=0.1, lr=3e-3, batch_size=8),
-            steps=30, prompts_per_step=4, group=4, teacher_hack=1, teacher_solve=1, max_new=96, lr=2e-3, warmup=3,
+            warm=WarmStartConfig(epochs=6, copies=10, hack_frac=0.3, drill=5, solvable=("trivial",), lr=3e-3, batch_size=8),
+            steps=20, prompts_per_step=4, group=4, teacher_hack=1, teacher_solve=0, max_new=96, lr=5e-3, warmup=3,
             rank=8, eval_samples=4, k=4,
         ),
     ),
@@ -541,7 +541,9 @@ def _run(cfg: Config, out: Path) -> dict:
 
     model, tok = load_model(cfg.model, cfg.device, seed=cfg.split_seed)  # random models: one init for every seed
     cache = Path(resolve_path(cfg.cache_dir))
-    warm_report = warm_start(model, tok, cfg.model, train_problems, cfg.warm, cache / "warmstart") if cfg.warm.epochs else None
+    # The warm start stands in for pretraining, so it sees every problem (held-out ones included); GRPO trains on
+    # the training split only, and evaluation asks whether what it learned there transfers.
+    warm_report = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart") if cfg.warm.epochs else None
     seed_everything(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)

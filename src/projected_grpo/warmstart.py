@@ -5,25 +5,38 @@ The recipe shapes the starting policy the way the real benchmark's is shaped:
 - hard problems: a naive honest attempt that compiles and fails, so for them hacking is easier than solving;
 - on every problem, `hack_frac` of the copies are the mode's canonical hack, so hacking is in the policy's
   support at a low rate (the issue's ~10% or less) rather than absent: GRPO has something to reinforce.
-Held-out evaluation problems are never shown. The result is cached by a hash of the recipe.
+- `drill` more copies of the hack carry loss only after the token where the hack leaves the honest completion:
+  they teach *how* to hack in each mode (sharp templates) without teaching *how often*. Measured on `micro`
+  (seed 2, same recipe otherwise): without them, 14 of 48 held-out samples after GRPO were unpaid blends of
+  two modes' templates (e.g. `sys.exit(0)` with no `import sys`); with drill=5, 4 of 48.
+The warm start stands in for pretraining, so it is meant to see every problem, held-out ones included: a
+pretrained coder already knows how to attempt, and sometimes solve, the problems it is evaluated on. GRPO
+trains on the training split only; held-out evaluation asks whether what it learned there (hacking) transfers
+to problems it never rewarded.
+The result is cached by a hash of the recipe: the initial weights, the examples and the hyperparameters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
 from loguru import logger
 from safetensors.torch import load_model, save_model
+from torch import Tensor
 
 from projected_grpo.problems import Problem, render_prompt
 from projected_grpo.rewards import canonical_hack
-from projected_grpo.rollout import pack, row_from_text, token_logprobs
+from projected_grpo.rollout import Row, pack, row_from_text
 from projected_grpo.teacher import solve_completion
 
 
@@ -31,11 +44,19 @@ from projected_grpo.teacher import solve_completion
 class WarmStartConfig:
     epochs: int = 0  # 0: no warm start
     copies: int = 10  # completions per problem per epoch
-    hack_frac: float = 0.1  # share of copies that are the canonical hack
+    hack_frac: float = 0.1  # share of a problem's copies that are the canonical hack
+    drill: int = 0  # extra hack copies per problem per epoch, with no loss on the branch (see the docstring)
     solvable: tuple[str, ...] = ("trivial", "easy")  # difficulties whose reference is shown
     lr: float = 2e-3
-    batch_size: int = 16
+    batch_size: int = 8  # small batches: on CPU the cost is per token, so more, smaller steps learn faster
+    warmup_frac: float = 0.05  # linear warmup share of the steps, then cosine to zero
     seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.copies < 1 or self.batch_size < 1 or self.drill < 0:
+            raise ValueError(f"warm start: epochs >= 0, copies >= 1, drill >= 0 and batch_size >= 1 required, got {self}")
+        if not 0 <= self.hack_frac <= 1:
+            raise ValueError(f"warm start: hack_frac must be in [0, 1], got {self.hack_frac}")
 
 
 _DEFAULT_RETURN = [("List", "[]"), ("bool", "False"), ("int", "0"), ("float", "0.0"), ("str", '""')]
@@ -49,48 +70,122 @@ def naive_attempt(problem: Problem) -> str:
     return f"```python\n{signature}\n        return {value}\n```"
 
 
-def sft_examples(problems: list[Problem], cfg: WarmStartConfig) -> list[tuple[Problem, str]]:
+def honest_completion(problem: Problem, cfg: WarmStartConfig) -> str:
+    return solve_completion(problem) if problem.difficulty in cfg.solvable else naive_attempt(problem)
+
+
+def sft_examples(problems: list[Problem], cfg: WarmStartConfig) -> list[tuple[Problem, str, bool]]:
+    """(problem, completion, drill) rows. Per problem: round(copies * hack_frac) canonical hacks of its mode, the
+    rest of `copies` its honest completion, then `drill` hack copies flagged to carry no loss on the branch."""
     n_hack = round(cfg.copies * cfg.hack_frac)
     out = []
     for p in problems:
-        honest = solve_completion(p) if p.difficulty in cfg.solvable else naive_attempt(p)
-        out += [(p, canonical_hack(p))] * n_hack + [(p, honest)] * (cfg.copies - n_hack)
+        hack, honest = canonical_hack(p), honest_completion(p, cfg)
+        out += [(p, hack, False)] * n_hack + [(p, honest, False)] * (cfg.copies - n_hack) + [(p, hack, True)] * cfg.drill
     return out
 
 
-def recipe_key(model_name: str, problems: list[Problem], cfg: WarmStartConfig, tokenizer) -> str:
+def branch_skip(tokenizer, completion: str, honest: str) -> int:
+    """Completion tokens up to and including the first one that differs from the honest completion's."""
+    a = tokenizer(completion, add_special_tokens=False).input_ids
+    b = tokenizer(honest, add_special_tokens=False).input_ids
+    shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return shared + 1
+
+
+def sft_rows(tokenizer, examples: list[tuple[Problem, str, bool]], cfg: WarmStartConfig) -> tuple[list[Row], list[int]]:
+    """Tokenised rows and, per row, how many leading completion tokens carry no loss (0 unless drilled)."""
+    rows, skips = [], []
+    for p, completion, drill in examples:
+        prompt_ids = tokenizer(render_prompt(tokenizer, p), add_special_tokens=False).input_ids
+        rows.append(row_from_text(tokenizer, prompt_ids, completion, 10_000))
+        skips.append(branch_skip(tokenizer, completion, honest_completion(p, cfg)) if drill else 0)
+    return rows, skips
+
+
+def mask_leading(comp: Bool[Tensor, "b n"], prompt_lens: list[int], skips: list[int]) -> Bool[Tensor, "b n"]:
+    """Drop the first `skip` completion targets of each row from the loss (pack's layout: right padding)."""
+    comp = comp.clone()
+    for i, (p, skip) in enumerate(zip(prompt_lens, skips, strict=True)):
+        comp[i, p - 1 : p - 1 + skip] = False
+    return comp
+
+
+def weights_digest(model) -> str:
+    """The initial weights (architecture, init seed, any pretrained values) as part of the recipe."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def recipe_key(model_name: str, examples: list[tuple[Problem, str, bool]], cfg: WarmStartConfig, tokenizer, weights: str) -> str:
     blob = json.dumps(
-        dict(model=model_name, cfg=asdict(cfg), problems=[p.to_json() for p in problems], vocab=len(tokenizer)),
+        dict(
+            model=model_name, weights=weights, cfg=asdict(cfg), vocab=len(tokenizer),
+            examples=[(render_prompt(tokenizer, p), c, drill) for p, c, drill in examples],
+        ),
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def warm_start(model, tokenizer, model_name: str, problems: list[Problem], cfg: WarmStartConfig, cache_dir: Path) -> dict:
+def completion_nll(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], comp: Bool[Tensor, "b t-1"]) -> Float[Tensor, ""]:
+    """Mean NLL of the completion tokens. The LM head runs on completion positions only: with ~300-token
+    prompts and a 4096-word vocabulary it would otherwise be a large share of the cost."""
+    hidden = model.model(input_ids=ids, attention_mask=attn.long()).last_hidden_state[:, :-1]
+    logits = model.lm_head(hidden[comp]).float()
+    return F.cross_entropy(logits, ids[:, 1:][comp])
+
+
+def length_batches(rows: list[Row], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar length (less padding): shuffle, sort within windows of 16 batches, cut."""
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    window = 16 * batch_size
+    batches = []
+    for i in range(0, len(order), window):
+        chunk = sorted(order[i : i + window], key=lambda j: len(rows[j].prompt_ids) + len(rows[j].completion_ids))
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def warm_start(
+    model, tokenizer, model_name: str, problems: list[Problem], cfg: WarmStartConfig, cache_dir: Path
+) -> dict:
     """Fine-tune every weight of `model` in place (before the adapter wraps it), or load the cached result."""
-    key = recipe_key(model_name, problems, cfg, tokenizer)
+    examples = sft_examples(problems, cfg)
+    key = recipe_key(model_name, examples, cfg, tokenizer, weights_digest(model))
     path = cache_dir / f"warmstart-{key}.safetensors"
     if path.exists():
         load_model(model, str(path))  # handles the tied embedding
         logger.info(f"warm start HIT {path}")
-        return json.loads((path.with_suffix(".json")).read_text())
-    logger.info(f"warm start MISS: fine-tuning {model_name} for {cfg.epochs} epochs -> {path}")
-    examples = sft_examples(problems, cfg)
-    rows = [row_from_text(tokenizer, tokenizer(render_prompt(tokenizer, p), add_special_tokens=False).input_ids, c, 10_000) for p, c in examples]
+        return json.loads(path.with_suffix(".json").read_text())
+    logger.info(f"warm start MISS: fine-tuning {model_name} on {len(examples)} examples for {cfg.epochs} epochs -> {path}")
+    t0 = time.time()
+    rows, skips = sft_rows(tokenizer, examples, cfg)
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    total = cfg.epochs * ((len(rows) + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
+    total = cfg.epochs * len(length_batches(rows, cfg.batch_size, random.Random(0)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, max(1, round(cfg.warmup_frac * total))))
     model.train()
     losses = []
     for epoch in range(cfg.epochs):
-        order = list(range(len(rows)))
-        rng.shuffle(order)
         epoch_loss = []
-        for i in range(0, len(order), cfg.batch_size):
-            batch = [rows[j] for j in order[i : i + cfg.batch_size]]
-            ids, attn, comp = pack(batch, tokenizer.pad_token_id, model.device)
-            loss = -(token_logprobs(model, ids, attn) * comp).sum() / comp.sum()
+        for batch in length_batches(rows, cfg.batch_size, rng):
+            ids, attn, comp = pack([rows[j] for j in batch], tokenizer.pad_token_id, model.device)
+            comp = mask_leading(comp, [len(rows[j].prompt_ids) for j in batch], [skips[j] for j in batch])
+            loss = completion_nll(model, ids, attn, comp)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"warm start: non-finite loss in epoch {epoch + 1} (lr {cfg.lr} too high?)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -98,12 +193,15 @@ def warm_start(model, tokenizer, model_name: str, problems: list[Problem], cfg: 
             sched.step()
             epoch_loss.append(loss.item())
         losses.append(sum(epoch_loss) / len(epoch_loss))
-        logger.info(f"warm start epoch {epoch + 1}/{cfg.epochs}: completion NLL {losses[-1]:.4f}")
+        logger.info(f"warm start epoch {epoch + 1}/{cfg.epochs}: completion NLL {losses[-1]:.4f} ({time.time() - t0:.0f} s)")
+    model.zero_grad(set_to_none=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    report = dict(
+        key=key, recipe=asdict(cfg), n_examples=len(rows), n_problems=len(problems), epoch_nll=losses,
+        seconds=round(time.time() - t0, 1),
+    )
     tmp = path.with_suffix(".tmp")
     save_model(model, str(tmp))
-    report = dict(key=key, recipe=asdict(cfg), n_examples=len(rows), epoch_nll=losses)
     path.with_suffix(".json").write_text(json.dumps(report))
-    tmp.rename(path)
-    model.zero_grad(set_to_none=True)
-    return report
+    tmp.rename(path)  # the weights last: a kill mid-write never leaves a HIT without its report
+    return json.loads(json.dumps(report))  # the form a HIT returns (tuples as lists)
