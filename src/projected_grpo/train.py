@@ -224,12 +224,12 @@ def advantages(rewards: list[float], group_sizes: list[int]) -> list[float]:
 def grpo_loss(model, rows: list[Row], adv: list[float], normaliser: float, cfg: Config, pad_id: int):
     """PPO-clipped Dr.GRPO token-sum loss (one inner epoch, so old log-probs are the detached current ones)."""
     ids, attn, comp = pack(rows, pad_id, model.device)
-    logp = token_logprobs(model, ids, attn)
+    logp = token_logprobs(model, ids, attn, comp)
     a = torch.tensor(adv, device=logp.device).unsqueeze(1)
     ratio = torch.exp(logp - logp.detach())
     per_token = -torch.minimum(ratio * a, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * a)
     with torch.no_grad(), adapters.adapter_zeroed(model):
-        ref = token_logprobs(model, ids, attn)  # zeroed adapter = the initial policy, for free
+        ref = token_logprobs(model, ids, attn, comp)  # zeroed adapter = the initial policy, for free
     delta = ref - logp
     kl = torch.exp(delta) - delta - 1  # K3 estimator, >= 0
     if cfg.kl_coef > 0:

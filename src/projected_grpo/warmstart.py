@@ -36,7 +36,7 @@ from torch import Tensor
 
 from projected_grpo.problems import Problem, render_prompt
 from projected_grpo.rewards import canonical_hack
-from projected_grpo.rollout import Row, pack, row_from_text
+from projected_grpo.rollout import Row, completion_logits, pack, row_from_text
 from projected_grpo.teacher import solve_completion
 
 
@@ -132,11 +132,8 @@ def recipe_key(model_name: str, examples: list[tuple[Problem, str, bool]], cfg: 
 
 
 def completion_nll(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], comp: Bool[Tensor, "b t-1"]) -> Float[Tensor, ""]:
-    """Mean NLL of the completion tokens. The LM head runs on completion positions only: with ~300-token
-    prompts and a 4096-word vocabulary it would otherwise be a large share of the cost."""
-    hidden = model.model(input_ids=ids, attention_mask=attn.long()).last_hidden_state[:, :-1]
-    logits = model.lm_head(hidden[comp]).float()
-    return F.cross_entropy(logits, ids[:, 1:][comp])
+    """Mean NLL of the completion tokens (the LM head runs on completion positions only)."""
+    return F.cross_entropy(completion_logits(model, ids, attn, comp), ids[:, 1:][comp])
 
 
 def length_batches(rows: list[Row], batch_size: int, rng: random.Random) -> list[list[int]]:
