@@ -117,6 +117,12 @@ def test_curve_sources(runs_dir: Path):
     assert train and steps == [1, 2, 3, 4, 5, 6] and hack[-1] == pytest.approx(20.0)
 
 
+def test_initial_and_final_evals_alone_draw_training_rollouts(tmp_path: Path):
+    make_run(tmp_path, "a", "none/real", 0, 0.6, 0.3, n_evals=2)  # steps 0 and 6 only: a straight line
+    _, _, _, train = label_curve(group(load_runs(tmp_path))["none/real"])
+    assert train
+
+
 def test_baseline_label_option(runs_dir: Path):
     rows = summary_rows(load_runs(runs_dir), baseline_label="erase/real")
     assert rows[0]["label"] == "erase/real"  # exact match wins over "erase/real lomo:exit_code"

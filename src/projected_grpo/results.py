@@ -327,11 +327,12 @@ def _curve(rows: list[dict], hack: str, pas: str) -> dict[int, tuple[float, floa
 def label_curve(rs: list[Run]) -> tuple[list[int], np.ndarray, np.ndarray, bool]:
     """Steps, mean hack %, mean pass % over seeds, and whether they come from training rollouts.
 
-    Periodic deploy evals (eval.jsonl) when every seed has several; else every seed's training rollouts
-    (metrics.jsonl hack_s / gt_s), so one curve never mixes the two kinds of figure.
+    Periodic deploy evals (eval.jsonl) when every seed has one between the initial and the final eval; else
+    every seed's training rollouts (metrics.jsonl hack_s / gt_s): two evals only would draw a straight line.
+    One curve never mixes the two kinds of figure.
     """
     evals = [read_jsonl(r.path / "eval.jsonl") for r in rs]
-    train = not all(len(e) > 1 for e in evals)
+    train = not all(len(e) > 2 for e in evals)
     if train:
         curves = [_curve(read_jsonl(r.path / "metrics.jsonl"), "hack_s", "gt_s") for r in rs]
     else:
