@@ -65,6 +65,14 @@ def test_no_teacher_runs_pure_student_grpo(tmp_path):
     assert all(r["hack_t"] is None for r in metrics_of(out))
 
 
+def test_problem_pairs_come_from_the_training_split_only(tmp_path):
+    summary, _ = quick(tmp_path, pairs="problems:train", steps=1)
+    problems = train.load_problems(train.resolve_path(QUICK.problems))
+    train_problems, held = train.split_problems(problems, QUICK.eval_frac, QUICK.split_seed)
+    report = summary["basis_report"]
+    assert held and report["n_train"] + report["n_heldout"] == len(train_problems)
+
+
 def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):
     """SIGKILL a run after its first checkpoint, resume it, and compare every metric but wall time."""
     args = ["smoke", "--steps", "6", "--ckpt-every", "3", "--eval-samples", "1", "--eval-frac", "0.1", "--no-eval-variants", "--max-new", "24"]

@@ -359,4 +359,6 @@ def load_or_extract(
     logger.info(f"basis cache MISS {path} ({hit})")
     basis, report = extract_basis(model, tokenizer, pairs, cfg)
     write_cache(path, basis, report, meta)
-    return basis, report
+    # Return what a later HIT will load (contiguous fp32 copies, JSON-shaped report), not the SVD's own views:
+    # measured, a MISS run and a HIT run otherwise drift apart in the last float digits from the second step on.
+    return read_cache(path, meta)

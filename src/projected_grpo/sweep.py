@@ -58,6 +58,24 @@ CONTROL_ARMS: dict[str, list[str]] = {
     "erase/real reverse": ["--arm", "erase", "--gate", "reverse", "--label", "erase/real reverse"],
 }
 ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS}}
+# Follow-ups to the main sweep (`--diagnostics`, written to outputs/<preset>-diag): is the basis too small, or too far
+# from the training distribution? "problems:train" pairs are the training problems' canonical hacks vs references,
+# i.e. the teacher's own hack rows: in-distribution by construction and not hand-written (see the journal).
+PROBLEM_PAIRS_K32 = ["--arm", "erase", "--pairs", "problems:train", "--k", "32", "--floor-quantile", "0"]
+DIAGNOSTIC_ARMS: dict[str, list[str]] = {
+    # H: more axes of the authored basis
+    "erase/real_k32": ["--arm", "erase", "--k", "32", "--floor-quantile", "0"],
+    # H: in-distribution pairs, k=4
+    "erase/problem-pairs": ["--arm", "erase", "--pairs", "problems:train"],
+    # H: both
+    "erase/problem-pairs_k32": PROBLEM_PAIRS_K32,
+    # placebos with the same modules and k: Haar-random axes; honest-vs-honest contrasts
+    "erase/problem-pairs_k32_random": [*PROBLEM_PAIRS_K32, "--basis", "random"],
+    "erase/problem-pairs_k32_nonhack": [*PROBLEM_PAIRS_K32, "--basis", "nonhack"],
+    # H: is it only the teacher rows' imitation signal that the in-distribution basis removes?
+    "erase/problem-pairs_k32_no-teacher": [*PROBLEM_PAIRS_K32, "--teacher-hack", "0", "--teacher-solve", "0"],
+}
+DIAGNOSTIC_ARMS = {label: [*overrides, "--label", label] for label, overrides in DIAGNOSTIC_ARMS.items()}
 assert LOMO_MODE in LOOPHOLE_MODES
 
 
@@ -73,11 +91,13 @@ class Args:
     dry_run: bool = False
     local: bool = False  # run here even if pueue is installed
     parallel: int = 1  # local runs at a time (each uses one torch thread; 2 fit this 2-core machine)
+    diagnostics: bool = False  # the follow-up arms (DIAGNOSTIC_ARMS) instead of the main sweep, in <preset>-diag/
     outputs: str = "outputs"
 
 
 def commands(args: Args) -> list[tuple[str, list[str]]]:
-    arms = ARMS_BY_PRESET.get(args.preset, METHOD_ARMS)
+    arms = DIAGNOSTIC_ARMS if args.diagnostics else ARMS_BY_PRESET.get(args.preset, METHOD_ARMS)
+    folder = f"{args.preset}-diag" if args.diagnostics else args.preset
     unknown = [a for a in args.only if a not in arms]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; {args.preset} has {list(arms)}")
@@ -86,7 +106,7 @@ def commands(args: Args) -> list[tuple[str, list[str]]]:
         if args.only and label not in args.only:
             continue
         for seed in args.seeds:
-            run_dir = Path(args.outputs) / args.preset / f"{slug(label)}-s{seed}"
+            run_dir = Path(args.outputs) / folder / f"{slug(label)}-s{seed}"
             cmd = [sys.executable, "-m", "projected_grpo.train", args.preset, *overrides, "--seed", str(seed), "--out-dir", str(run_dir)]
             out.append((f"{args.preset} {label} s{seed}", cmd))
     return out

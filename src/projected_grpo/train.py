@@ -37,7 +37,7 @@ from tqdm import tqdm
 from projected_grpo import adapter as adapters
 from projected_grpo.evaluate import evaluate
 from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
-from projected_grpo.pairs import load_pairs
+from projected_grpo.pairs import load_pairs, pairs_from_problems
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
 from projected_grpo.gating import QuantileGate
 from projected_grpo.proj import Projector, UpdateProjector
@@ -69,7 +69,8 @@ class Config:
     # method
     arm: Literal["none", "erase", "route"] = "none"
     basis: Literal["real", "random", "shuffled", "nonhack"] = "real"
-    pairs: str = "data/pairs/hack_pairs.md"
+    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py), or "problems:train": canonical hack vs reference
+    # on the training split's problems (the teacher's own hack rows: in-distribution, not hand-written)
     k: int = 4  # basis directions per module (before the global noise floor)
     floor_quantile: float = 0.25
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
@@ -526,7 +527,7 @@ def _run(cfg: Config, out: Path) -> dict:
                          "evaluation needs >= 2 problems in some mode (and --eval-frac > 0)")
     if cfg.n_train_problems:
         train_problems = train_problems[: cfg.n_train_problems]
-    pairs = load_pairs(cfg.pairs)
+    pairs = pairs_from_problems(train_problems) if cfg.pairs == "problems:train" else load_pairs(cfg.pairs)
     if cfg.heldout_mode:
         pairs = [p for p in pairs if cfg.heldout_mode not in p.tags]
         logger.info(f"leave-one-mode-out: {len(pairs)} pairs without tag {cfg.heldout_mode}")
