@@ -14,6 +14,7 @@ import torch
 
 from projected_grpo import train
 from projected_grpo.adapter import load_knobs
+from projected_grpo.pairs import pairs_from_problems
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and quick: 3 steps, 4 held-out problems x 1 sample, no eval variants.
@@ -65,12 +66,15 @@ def test_no_teacher_runs_pure_student_grpo(tmp_path):
     assert all(r["hack_t"] is None for r in metrics_of(out))
 
 
-def test_problem_pairs_come_from_the_training_split_only(tmp_path):
+def test_problem_pairs_come_from_the_training_split_only(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(train, "pairs_from_problems", lambda ps: built.extend(ps) or pairs_from_problems(ps))
     summary, _ = quick(tmp_path, pairs="problems:train", steps=1)
     problems = train.load_problems(train.resolve_path(QUICK.problems))
     train_problems, held = train.split_problems(problems, QUICK.eval_frac, QUICK.split_seed)
+    assert held and {p.id for p in built} == {p.id for p in train_problems}
     report = summary["basis_report"]
-    assert held and report["n_train"] + report["n_heldout"] == len(train_problems)
+    assert report["n_train"] + report["n_heldout"] == len(train_problems)
 
 
 def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path):

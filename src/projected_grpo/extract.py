@@ -359,6 +359,8 @@ def load_or_extract(
     logger.info(f"basis cache MISS {path} ({hit})")
     basis, report = extract_basis(model, tokenizer, pairs, cfg)
     write_cache(path, basis, report, meta)
-    # Return what a later HIT will load (contiguous fp32 copies, JSON-shaped report), not the SVD's own views:
-    # measured, a MISS run and a HIT run otherwise drift apart in the last float digits from the second step on.
-    return read_cache(path, meta)
+    # Return the basis in the form a later HIT loads it (modules in sorted order, as safetensors lists them;
+    # contiguous fp32; JSON-shaped report): a MISS run and a HIT run then match bit for bit. Without this they
+    # drifted apart in the last float digits from the second step on (journal, 2026-11-30; cause not isolated).
+    basis = {m: V.detach().float().contiguous().cpu() for m, V in sorted(basis.items())}
+    return basis, json.loads(json.dumps(report))

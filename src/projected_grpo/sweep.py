@@ -3,6 +3,7 @@
     python -m projected_grpo.sweep micro --seeds 0 1 2            # pueue if installed, else local
     python -m projected_grpo.sweep micro --seeds 0 --dry-run      # print the commands
     python -m projected_grpo.sweep micro --only none/real erase/real
+    python -m projected_grpo.sweep micro --diagnostics             # the follow-up arms -> outputs/micro-diag
 
 pueue (https://github.com/Nukesor/pueue) is a Rust CLI that is not on PyPI: install it from your OS packages or
 its releases to queue runs; this module then only queues and returns. Runs whose summary.json already exists
@@ -60,7 +61,9 @@ CONTROL_ARMS: dict[str, list[str]] = {
 ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS}}
 # Follow-ups to the main sweep (`--diagnostics`, written to outputs/<preset>-diag): is the basis too small, or too far
 # from the training distribution? "problems:train" pairs are the training problems' canonical hacks vs references,
-# i.e. the teacher's own hack rows: in-distribution by construction and not hand-written (see the journal).
+# i.e. the teacher's own hack templates: in-distribution by construction, not the authored pairs (see the journal).
+# `--k 32` asks for more axes than there are training pairs (27 of 36), so "k32" bases keep every axis they have:
+# they span all 27 training differences of each module.
 PROBLEM_PAIRS_K32 = ["--arm", "erase", "--pairs", "problems:train", "--k", "32", "--floor-quantile", "0"]
 DIAGNOSTIC_ARMS: dict[str, list[str]] = {
     # H: more axes of the authored basis
@@ -100,7 +103,8 @@ def commands(args: Args) -> list[tuple[str, list[str]]]:
     folder = f"{args.preset}-diag" if args.diagnostics else args.preset
     unknown = [a for a in args.only if a not in arms]
     if unknown:
-        raise ValueError(f"unknown arm(s) {unknown}; {args.preset} has {list(arms)}")
+        which = f"{args.preset} --diagnostics" if args.diagnostics else args.preset
+        raise ValueError(f"unknown arm(s) {unknown}; {which} has {list(arms)}")
     out = []
     for label, overrides in arms.items():
         if args.only and label not in args.only:

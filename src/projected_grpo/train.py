@@ -69,8 +69,8 @@ class Config:
     # method
     arm: Literal["none", "erase", "route"] = "none"
     basis: Literal["real", "random", "shuffled", "nonhack"] = "real"
-    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py), or "problems:train": canonical hack vs reference
-    # on the training split's problems (the teacher's own hack rows: in-distribution, not hand-written)
+    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py), or exactly "problems:train" (no selectors): each
+    # training-split problem's canonical hack vs its reference (the teacher's own hack templates, not the authored pairs)
     k: int = 4  # basis directions per module (before the global noise floor)
     floor_quantile: float = 0.25
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
