@@ -331,13 +331,18 @@ def read_cache(path: Path, meta: dict[str, str]) -> tuple[Basis, dict] | str:
     return basis, report
 
 
+def stored_form(basis: Basis) -> Basis:
+    """The basis as the cache file holds it and a HIT returns it: modules in sorted order (as safetensors lists
+    them), contiguous fp32 on the CPU."""
+    return {m: V.detach().float().contiguous().cpu() for m, V in sorted(basis.items())}
+
+
 def write_cache(path: Path, basis: Basis, report: dict, meta: dict[str, str]) -> None:
     """Atomic: a temp file renamed over the target, so a crash never leaves a half-written cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tensors = {m: V.detach().float().contiguous().cpu() for m, V in basis.items()}
-        save_file(tensors, str(tmp), metadata=meta | {"report": json.dumps(report)})
+        save_file(stored_form(basis), str(tmp), metadata=meta | {"report": json.dumps(report)})
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -359,8 +364,7 @@ def load_or_extract(
     logger.info(f"basis cache MISS {path} ({hit})")
     basis, report = extract_basis(model, tokenizer, pairs, cfg)
     write_cache(path, basis, report, meta)
-    # Return the basis in the form a later HIT loads it (modules in sorted order, as safetensors lists them;
-    # contiguous fp32; JSON-shaped report): a MISS run and a HIT run then match bit for bit. Without this they
-    # drifted apart in the last float digits from the second step on (journal, 2026-11-30; cause not isolated).
-    basis = {m: V.detach().float().contiguous().cpu() for m, V in sorted(basis.items())}
-    return basis, json.loads(json.dumps(report))
+    # Return what a later HIT loads (stored form, JSON-shaped report): a MISS run and a HIT run then match bit for
+    # bit. Without this they drifted apart in the last float digits from the second step on (journal, 2026-11-30;
+    # cause not isolated).
+    return stored_form(basis), json.loads(json.dumps(report))

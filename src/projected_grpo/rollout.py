@@ -78,7 +78,7 @@ def pack(rows: list[Row], pad_id: int, device) -> tuple[Int[Tensor, "b t"], Bool
 
 def completion_logits(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], comp: Bool[Tensor, "b t-1"]) -> Float[Tensor, "n vocab"]:
     """fp32 logits at the positions `comp` marks only, in row-major order. The LM head is skipped on prompt
-    positions, most of a sequence here (micro: -6% per GRPO step, see the journal, 2026-11-30).
+    positions, most of a sequence here (measured effect: the journal, 2026-11-30).
     (Assumes logits = lm_head(last hidden state), true of Qwen3; models with logit soft-capping need the full call.)"""
     hidden = model.base_model(input_ids=ids, attention_mask=attn.long()).last_hidden_state[:, :-1]
     return model.get_output_embeddings()(hidden[comp]).float()

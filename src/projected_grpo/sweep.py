@@ -65,7 +65,7 @@ ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS}}
 # `--k 32` asks for more axes than there are training pairs (27 of 36), so "k32" bases keep every axis they have:
 # they span all 27 training differences of each module.
 PROBLEM_PAIRS_K32 = ["--arm", "erase", "--pairs", "problems:train", "--k", "32", "--floor-quantile", "0"]
-DIAGNOSTIC_ARMS: dict[str, list[str]] = {
+_DIAGNOSTIC_OVERRIDES: dict[str, list[str]] = {
     # H: more axes of the authored basis
     "erase/real_k32": ["--arm", "erase", "--k", "32", "--floor-quantile", "0"],
     # H: in-distribution pairs, k=4
@@ -78,7 +78,7 @@ DIAGNOSTIC_ARMS: dict[str, list[str]] = {
     # H: is it only the teacher rows' imitation signal that the in-distribution basis removes?
     "erase/problem-pairs_k32_no-teacher": [*PROBLEM_PAIRS_K32, "--teacher-hack", "0", "--teacher-solve", "0"],
 }
-DIAGNOSTIC_ARMS = {label: [*overrides, "--label", label] for label, overrides in DIAGNOSTIC_ARMS.items()}
+DIAGNOSTIC_ARMS = {label: [*overrides, "--label", label] for label, overrides in _DIAGNOSTIC_OVERRIDES.items()}
 assert LOMO_MODE in LOOPHOLE_MODES
 
 
