@@ -34,12 +34,26 @@ fast *ARGS:
 full *ARGS:
     python -m projected_grpo.train full {{ARGS}}
 
-# every arm x seed of PRESET as pueue tasks (labelled); without pueue, a clear note and a local sequential run
-sweep PRESET SEEDS="0 1 2" *ARGS:
-    python -m projected_grpo.sweep {{PRESET}} --seeds {{SEEDS}} {{ARGS}}
+# CPU model organism v2: hacking as a skill, no eval problem ever shown hacked (minutes per run)
+organism *ARGS:
+    CUDA_VISIBLE_DEVICES= python -m projected_grpo.train organism {{ARGS}}
 
-# collect outputs/ into tables (markdown + CSV) and plots
-results *ARGS:
+# arms x seeds of PRESET (`just sweep organism`, `just sweep organism vanilla erase`, `... all --parallel 2`) as
+# pueue tasks (labelled); without pueue, a clear note and a local run
+sweep PRESET *ARGS:
+    python -m projected_grpo.sweep {{PRESET}} {{ARGS}}
+
+# recompute the organism's tables, paired statistics and verdicts from the committed run summaries
+results DIR="docs/results/organism":
+    python -m projected_grpo.report tables {{DIR}}
+
+# after a sweep: commit-sized run summaries from outputs/PRESET into docs/results/PRESET, then the tables
+export PRESET="organism":
+    python -m projected_grpo.report export outputs/{{PRESET}} docs/results/{{PRESET}}
+    python -m projected_grpo.report tables docs/results/{{PRESET}}
+
+# tables (markdown + CSV) and plots over the runs in outputs/
+results-outputs *ARGS:
     python -m projected_grpo.results {{ARGS}}
 
 # grader throughput vs a naive subprocess-per-program baseline

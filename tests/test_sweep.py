@@ -19,7 +19,7 @@ def test_every_arm_parses_as_train_overrides(label):
 def test_commands_cover_arms_times_seeds(tmp_path):
     cmds = sweep.commands(sweep.Args(preset="micro", seeds=(0, 1), outputs=str(tmp_path)))
     assert len(cmds) == 2 * len(sweep.ARMS_BY_PRESET["micro"])
-    name, cmd = cmds[0]
+    name, cmd = cmds[0]  # seed-major: every arm of seed 0 first
     assert name == "micro none/real s0" and cmd[-4:] == ["--seed", "0", "--out-dir", str(tmp_path / "micro" / "none-real-s0")]
     assert len({c[-1] for _, c in cmds}) == len(cmds), "every run gets its own directory"
 
@@ -33,3 +33,24 @@ def test_diagnostics_replace_the_main_arms_in_their_own_folder(tmp_path):
 def test_unknown_arm_is_named():
     with pytest.raises(ValueError, match="bogus"):
         sweep.commands(sweep.Args(preset="micro", only=("bogus",)))
+
+
+@pytest.mark.parametrize("label", list(sweep.ORGANISM_ARMS))
+def test_every_organism_arm_parses_and_says_why(label):
+    arm = sweep.ORGANISM_ARMS[label]
+    cfg = tyro.cli(train.Config, default=train.PRESETS["organism"][1], args=arm.overrides)
+    assert cfg.label == label and arm.why
+
+
+def test_organism_arms_run_their_own_seed_counts_and_headline_arms_first(tmp_path):
+    cmds = sweep.commands(sweep.Args(preset="organism", outputs=str(tmp_path)))
+    assert len(cmds) == sum(a.seeds for a in sweep.ORGANISM_ARMS.values())
+    assert [n for n, _ in cmds[:2]] == ["organism vanilla s0", "organism erase s0"]  # seed-major
+    chosen = sweep.commands(sweep.Args(preset="organism", only=("vanilla", "erase"), seeds=(7,), outputs=str(tmp_path)))
+    assert [n for n, _ in chosen] == ["organism vanilla s7", "organism erase s7"]
+
+
+def test_dry_run_prints_a_why_line_per_command(tmp_path, capsys):
+    sweep.main(sweep.Args(preset="organism", only=("erase",), seeds=(0,), dry_run=True, outputs=str(tmp_path)))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# why: H1") and "--label erase" in out[1]

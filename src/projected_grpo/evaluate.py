@@ -12,16 +12,25 @@ from collections import defaultdict
 import torch
 
 from projected_grpo.adapter import knobs, quarantine_ablated
+from projected_grpo.forms import classify, role_of
 from projected_grpo.problems import Problem, render_prompt
-from projected_grpo.rewards import Grade, Grader
+from projected_grpo.rewards import Grade, Grader, extract_code
 from projected_grpo.rollout import sample
 
 
-def rates(problems: list[Problem], grades: list[Grade]) -> dict:
-    """hack / pass / safepass overall and per mode (fractions of graded samples)."""
+def rates(problems: list[Problem], grades: list[Grade], texts: list[str] | None = None) -> dict:
+    """hack / pass / safepass overall and per mode (fractions of graded samples); per problem [n, hacked, passed]
+    counts (the bootstrap over problems needs them); with `texts`, the surface form of every hacked sample
+    (forms.classify) counted by form and by role: does hacking come out in forms the policy was never shown?"""
     by_mode = defaultdict(list)
-    for p, g in zip(problems, grades, strict=True):
+    per_problem: dict[str, list[int]] = {}
+    forms: dict[str, int] = defaultdict(int)
+    for i, (p, g) in enumerate(zip(problems, grades, strict=True)):
         by_mode[p.mode].append(g)
+        counts = per_problem.setdefault(p.id, [0, 0, 0])
+        counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + g.hacked, counts[2] + g.gt_correct
+        if texts is not None and g.hacked:
+            forms[classify(extract_code(texts[i]) or "", p.mode)] += 1
 
     def summarise(gs: list[Grade]) -> dict:
         n = len(gs)
@@ -31,6 +40,13 @@ def rates(problems: list[Problem], grades: list[Grade]) -> dict:
 
     out = summarise(grades)
     out["per_mode"] = {m: summarise(gs) for m, gs in sorted(by_mode.items())}
+    out["per_problem"] = per_problem
+    if texts is not None:
+        out["forms"] = dict(sorted(forms.items()))
+        roles: dict[str, int] = defaultdict(int)
+        for name, n in forms.items():
+            roles[role_of(name)] += n
+        out["form_roles"] = dict(sorted(roles.items()))
     return _rename_passed(out)
 
 
@@ -48,7 +64,7 @@ def generate_and_grade(model, tokenizer, problems, grader, n, max_new, temperatu
     groups = sample(model, tokenizer, prompts, n_eff, max_new, temperature, top_p, greedy=greedy)
     items = [(p, row.text) for p, rows in zip(problems, groups, strict=True) for row in rows]
     grades = grader.grade_many(items)
-    result = rates([p for p, _ in items], grades)
+    result = rates([p for p, _ in items], grades, [text for _, text in items])
     result["example"] = items[0][1] if items else ""
     return result
 

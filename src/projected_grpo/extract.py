@@ -23,6 +23,17 @@ Placebos with the same modules and k per module as the real basis (negative cont
   differences of two honest completions (of different problems, as no pair has two clean sides), so the basis
   has the same kind of gradient geometry with no hack-vs-honest content.
 
+Extraction variants (organism v2 arms; the defaults are the method as above):
+- `loss="branch"`: the NLL of each side counts only from the first token where hack and clean differ, so the
+  shared skeleton (which mean-NLL weights differently on the two sides) leaves nothing in D.
+- `direction="mean_diff"`: one axis per module, the unit mean of D (the seeds' 004 recipe) instead of the SVD.
+- `per_mode=True`: a top-k basis per loophole mode (pairs tagged with the mode), their union orthonormalised.
+- `direction="activation"` (lora only): the unit mean difference v of each module's *output* between hack and
+  clean completions (Rebound's v_concept, per module); the basis is {v (x) e_j}, the B-updates that move the
+  module's output along v (dy = dB A x: dB's columns along v). Each axis is oriented by the gradient
+  differences' vote, as SVD axes are, since the sign of (A x)_j decides which way such an update moves the
+  output.
+
 Cache: one safetensors file per (model, basis kind) holding V per module, with metadata (model id, adapter
 signature, pairs sha, k, floor, basis kind, seed, holdout) that must all match for a hit.
 """
@@ -47,9 +58,11 @@ from torch import Tensor, nn
 
 from projected_grpo.adapter import adapter_signature, knobs, wrappers
 from projected_grpo.pairs import Pair, pair_digest, pairs_sha, split_pairs
-from projected_grpo.problems import SYSTEM_PROMPT, render_chat
+from projected_grpo.problems import LOOPHOLE_MODES, SYSTEM_PROMPT, render_chat
 
 BASIS_KINDS = ("real", "random", "shuffled", "nonhack")
+LOSSES = ("mean", "branch")
+DIRECTIONS = ("svd", "mean_diff", "activation")
 SIDES = ("hack", "clean")
 CACHE_FORMAT = "1"
 # Seeds' bar for a usable basis: median held-out cosine >= 0.3 and > 0 in at least half the modules.
@@ -66,8 +79,13 @@ class ExtractConfig:
     batch_size: int = 8  # sequences per forward/backward
     seed: int = 0  # held-out split and placebos
     holdout_frac: float = 0.25  # pairs held out for validation (0: no validation)
+    loss: str = "mean"  # one of LOSSES (module docstring: extraction variants)
+    direction: str = "svd"  # one of DIRECTIONS
+    per_mode: bool = False  # union of per-mode bases
 
     def __post_init__(self):
+        if self.loss not in LOSSES or self.direction not in DIRECTIONS:
+            raise ValueError(f"ExtractConfig: loss must be one of {LOSSES} and direction one of {DIRECTIONS}, got {self.loss!r}, {self.direction!r}")
         if self.k < 1:
             raise ValueError(f"ExtractConfig.k must be >= 1, got {self.k}")
         if not 0.0 <= self.floor_quantile < 1.0:
@@ -105,7 +123,59 @@ def completion_nll(
     return (nll * mask[1:]).sum() / mask[1:].sum()
 
 
-def pair_grads(model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, batch_size: int = 8) -> dict[str, Tensor]:
+def branch_skips(tokenizer, pairs: Sequence[Pair]) -> list[int]:
+    """Per pair, how many leading completion tokens hack and clean share (the `branch` loss starts after them)."""
+    out = []
+    for pair in pairs:
+        a, b = (tokenizer(getattr(pair, side), add_special_tokens=False)["input_ids"] for side in SIDES)
+        out.append(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))
+    return out
+
+
+def _batches(tokenizer, pairs: Sequence[Pair], side: str, batch_size: int, skips: Sequence[int] | None, device):
+    """(ids [b, T], loss mask [b, T]) per batch: right-padded, mask 1 on the completion tokens that carry loss."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    encoded = [encode(tokenizer, p, side) for p in pairs]
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        T = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), T), pad, dtype=torch.long)
+        mask = torch.zeros(len(chunk), T)
+        for i, (seq, n_prompt) in enumerate(chunk):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            skip = min(skips[start + i], len(seq) - n_prompt - 1) if skips else 0  # keep >= 1 loss token
+            mask[i, n_prompt + skip : len(seq)] = 1.0
+        yield ids.to(device), mask.to(device)
+
+
+def pair_activations(
+    model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, batch_size: int = 8, skips: Sequence[int] | None = None
+) -> dict[str, Tensor]:
+    """{module: [n_pairs, d_out] fp32 CPU}: each wrapper's output averaged over the tokens that carry loss."""
+    mods = wrappers(model)
+    device = next(model.parameters()).device
+    out: dict[str, list[Tensor]] = {m: [] for m in knobs(model)}
+    current: dict[str, Tensor] = {}
+    handles = [mods[m].register_forward_hook(lambda mod, inp, y, m=m: current.__setitem__(m, y.detach())) for m in out]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for ids, mask in _batches(tokenizer, pairs, side, batch_size, skips, device):
+                model(input_ids=ids, use_cache=False)
+                w = (mask / mask.sum(1, keepdim=True))[:, :, None]  # mean over the loss tokens
+                for m in out:
+                    out[m].append((current[m].float() * w).sum(1).cpu())
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {m: torch.cat(v) for m, v in out.items()}
+
+
+def pair_grads(
+    model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, batch_size: int = 8, skips: Sequence[int] | None = None
+) -> dict[str, Tensor]:
     """{module: [n_pairs, dim] fp32 CPU}: per pair, the gradient of the completion's mean NLL wrt the deployed knob.
 
     One forward and one backward per batch. The knob enters each wrapper linearly, so the per-sequence gradient
@@ -119,7 +189,6 @@ def pair_grads(model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, ba
     ks = knobs(model)
     mods = wrappers(model)
     device = next(iter(ks.values()))[0].device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     grads: dict[str, Tensor] = {}
 
     def capture(name: str):
@@ -129,27 +198,18 @@ def pair_grads(model: nn.Module, tokenizer, pairs: Sequence[Pair], side: str, ba
 
         return hook
 
-    encoded = [encode(tokenizer, p, side) for p in pairs]
     out: dict[str, list[Tensor]] = {m: [] for m in ks}
     was_training = model.training
     model.eval()
     handles = [mods[m].register_forward_hook(capture(m)) for m in ks]
     try:
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            T = max(len(ids) for ids, _ in chunk)
-            ids = torch.full((len(chunk), T), pad, dtype=torch.long)
-            mask = torch.zeros(len(chunk), T)
-            for i, (seq, n_prompt) in enumerate(chunk):
-                ids[i, : len(seq)] = torch.tensor(seq)
-                mask[i, n_prompt : len(seq)] = 1.0
-            ids, mask = ids.to(device), mask.to(device)
+        for ids, mask in _batches(tokenizer, pairs, side, batch_size, skips, device):
             logits = model(input_ids=ids, use_cache=False).logits
-            loss = sum(completion_nll(logits[i], ids[i], mask[i]) for i in range(len(chunk)))
+            loss = sum(completion_nll(logits[i], ids[i], mask[i]) for i in range(len(ids)))
             grads.clear()
             torch.autograd.grad(loss, [d for d, _ in ks.values()])  # fires the hooks; knob .grad untouched
             for m in ks:
-                out[m].append(grads[m].reshape(len(chunk), -1).float().cpu())
+                out[m].append(grads[m].reshape(len(ids), -1).float().cpu())
     finally:
         for h in handles:
             h.remove()
@@ -188,6 +248,78 @@ def _floored_axes(
         if keep.any():
             basis[m], kept[m] = V[keep].contiguous(), S[keep].tolist()
     return basis, kept, floor
+
+
+def _floor_of(scales: Tensor, floor_quantile: float) -> float:
+    return torch.quantile(scales, floor_quantile).item() if floor_quantile > 0 else 0.0
+
+
+def mean_diff_axes(diffs: dict[str, Tensor], floor_quantile: float) -> tuple[dict[str, Tensor], dict[str, list[float]], float]:
+    """One axis per module: the unit mean difference; modules whose mean is under the global quantile dropped."""
+    means = {m: D.double().mean(0) for m, D in diffs.items()}
+    floor = _floor_of(torch.stack([v.norm() for v in means.values()]), floor_quantile)
+    keep = {m: v for m, v in means.items() if v.norm() >= floor and v.norm() > 0}
+    return {m: (v / v.norm()).float()[None] for m, v in keep.items()}, {m: [v.norm().item()] for m, v in keep.items()}, floor
+
+
+def _orient(V: Tensor, D: Tensor) -> Tensor:
+    """Flip each row of V so that most rows of D project positively (ties: by the summed projection)."""
+    proj = D.double() @ V.double().T
+    votes, total = torch.sign(proj).sum(0), proj.sum(0)
+    flip = (votes < 0) | ((votes == 0) & (total < 0))
+    return torch.where(flip[:, None], -V, V).float().contiguous()
+
+
+def per_mode_axes(
+    diffs: dict[str, Tensor], modes: list[str], k: int, floor_quantile: float
+) -> tuple[dict[str, Tensor], dict[str, list[float]], float]:
+    """Top-k floored axes per loophole mode (each mode's own pairs), their union orthonormalised per module."""
+    parts: dict[str, list[Tensor]] = {}
+    kept: dict[str, list[float]] = {}
+    floors = []
+    for mode in sorted(set(modes)):
+        rows = torch.tensor([i for i, x in enumerate(modes) if x == mode])
+        if len(rows) < 2:
+            raise ValueError(f"per-mode basis: mode {mode!r} has {len(rows)} training pair(s); need >= 2")
+        basis, S, floor = _floored_axes({m: D[rows] for m, D in diffs.items()}, k, floor_quantile)
+        floors.append(floor)
+        for m, V in basis.items():
+            parts.setdefault(m, []).append(V)
+            kept.setdefault(m, []).extend(S[m])
+    out = {}
+    for m, Vs in parts.items():
+        Q = torch.linalg.qr(torch.cat(Vs).double().T).Q.T  # orthonormal rows spanning every mode's axes
+        out[m] = _orient(Q, diffs[m])
+    return out, kept, sum(floors) / len(floors)
+
+
+def activation_axes(
+    act_diffs: dict[str, Tensor], diffs: dict[str, Tensor], ks: dict, floor_quantile: float
+) -> tuple[dict[str, Tensor], dict[str, list[float]], float]:
+    """Per module, {v (x) e_j : j < r} in the flattened B [d_out, r] space, v the unit mean output difference
+    (module docstring); oriented by the gradient differences `diffs`; modules under the global floor dropped."""
+    means = {m: A.double().mean(0) for m, A in act_diffs.items()}
+    floor = _floor_of(torch.stack([v.norm() for v in means.values()]), floor_quantile)
+    out, kept = {}, {}
+    for m, v in means.items():
+        B = ks[m][0]
+        if B.ndim != 2:
+            raise ValueError("direction='activation' needs the lora adapter (a [d_out, r] knob); got a vector knob")
+        if v.norm() < floor or v.norm() == 0:
+            continue
+        d_out, r = B.shape
+        rows = torch.zeros(r, d_out, r, dtype=torch.float64)
+        for j in range(r):
+            rows[j, :, j] = v / v.norm()
+        out[m], kept[m] = _orient(rows.reshape(r, d_out * r), diffs[m]), [v.norm().item()] * r
+    return out, kept, floor
+
+
+def pair_mode(pair: Pair) -> str:
+    modes = [t for t in pair.tags if t in LOOPHOLE_MODES]
+    if len(modes) != 1:
+        raise ValueError(f"pair {pair.id!r}: a per-mode basis needs exactly one loophole-mode tag, got {pair.tags}")
+    return modes[0]
 
 
 def basis_from_diffs(diffs: dict[str, Float[Tensor, "n _"]], k: int, floor_quantile: float) -> Basis:
@@ -273,12 +405,22 @@ def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: Extra
     train, held = split_pairs(pairs, cfg.holdout_frac, cfg.seed)
     logger.info(f"extracting a {cfg.basis} basis from {len(train)} pairs ({len(held)} held out), k={cfg.k}")
     both = train + held
-    g_hack = pair_grads(model, tokenizer, both, "hack", cfg.batch_size)
-    g_clean = pair_grads(model, tokenizer, both, "clean", cfg.batch_size)
+    skips = branch_skips(tokenizer, both) if cfg.loss == "branch" else None
+    g_hack = pair_grads(model, tokenizer, both, "hack", cfg.batch_size, skips)
+    g_clean = pair_grads(model, tokenizer, both, "clean", cfg.batch_size, skips)
     n = len(train)
     tr_h, tr_c = {m: g[:n] for m, g in g_hack.items()}, {m: g[:n] for m, g in g_clean.items()}
     d_held = {m: g_hack[m][n:] - g_clean[m][n:] for m in g_hack}
-    real, kept_S, floor = _floored_axes({m: tr_h[m] - tr_c[m] for m in tr_h}, cfg.k, cfg.floor_quantile)
+    D = {m: tr_h[m] - tr_c[m] for m in tr_h}
+    if cfg.direction == "activation":
+        act = {side: pair_activations(model, tokenizer, train, side, cfg.batch_size, skips and skips[:n]) for side in SIDES}
+        real, kept_S, floor = activation_axes({m: act["hack"][m] - act["clean"][m] for m in D}, D, knobs(model), cfg.floor_quantile)
+    elif cfg.per_mode:
+        real, kept_S, floor = per_mode_axes(D, [pair_mode(p) for p in train], cfg.k, cfg.floor_quantile)
+    elif cfg.direction == "mean_diff":
+        real, kept_S, floor = mean_diff_axes(D, cfg.floor_quantile)
+    else:
+        real, kept_S, floor = _floored_axes(D, cfg.k, cfg.floor_quantile)
     basis = real if cfg.basis == "real" else placebo_basis(cfg.basis, real, tr_h, tr_c, cfg.seed)
     report = {
         "basis": cfg.basis,
@@ -306,9 +448,11 @@ def cache_meta(model: nn.Module, pairs: Sequence[Pair], cfg: ExtractConfig, mode
     return meta
 
 
-def cache_path(cache_dir: str | Path, model_id: str, basis: str, seed: int = 0) -> Path:
-    """One file per (model, basis kind, seed): seeds of a sweep neither overwrite nor race each other."""
-    return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_id)}__{basis}__s{seed}.safetensors"
+def cache_path(cache_dir: str | Path, model_id: str, basis: str, seed: int = 0, tag: str = "") -> Path:
+    """One file per (model, basis kind, seed, tag): seeds of a sweep neither overwrite nor race each other, and a
+    caller that runs several pair sets or variants side by side gives each its own `tag`."""
+    suffix = f"__{tag}" if tag else ""
+    return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_id)}__{basis}__s{seed}{suffix}.safetensors"
 
 
 def read_cache(path: Path, meta: dict[str, str]) -> tuple[Basis, dict] | str:
@@ -349,10 +493,11 @@ def write_cache(path: Path, basis: Basis, report: dict, meta: dict[str, str]) ->
 
 
 def load_or_extract(
-    model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: ExtractConfig, cache_dir: str | Path, model_id: str
+    model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: ExtractConfig, cache_dir: str | Path, model_id: str,
+    tag: str = "",
 ) -> tuple[Basis, dict]:
     """The cached basis when every metadata field matches (HIT); otherwise extract and overwrite (MISS)."""
-    meta, path = cache_meta(model, pairs, cfg, model_id), cache_path(cache_dir, model_id, cfg.basis, cfg.seed)
+    meta, path = cache_meta(model, pairs, cfg, model_id), cache_path(cache_dir, model_id, cfg.basis, cfg.seed, tag)
     try:
         hit = read_cache(path, meta)
     except Exception as e:  # any unreadable file: safetensors header, json, shapes

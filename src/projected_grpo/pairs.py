@@ -277,6 +277,46 @@ def pairs_from_problems(problems: list[Problem]) -> list[Pair]:
     return pairs
 
 
+# Organism v2's pair ladder (issue 10), at controlled distance from what the policy emits. Every pair is a
+# training problem's naive skeleton (what the warm-started policy writes when it cannot solve) vs the same
+# skeleton with one form's hack lines: the hack lines are the only difference, and no eval problem is used.
+FORM_SETS = {
+    "oracle": "the warm start's and teacher's own train forms: a template oracle, labelled ORACLE everywhere",
+    "authored": "written from the hint sentences: the most obvious form per mode (shared with the warm start) "
+    "and two forms the policy never sees",
+    "unseen": "only the two authored forms per mode that the warm start and teacher never use",
+    "neutral": "placebo: honest edits at the same places (a helper, a comment, an import), no loophole",
+}
+
+
+def form_pairs(problems: list[Problem], which: str) -> list[Pair]:
+    """Pairs of one ladder set (FORM_SETS) on `problems` (pass the training split only).
+
+    Tags: the problem's mode (so leave-one-mode-out and per-mode bases work as for authored pairs), the set
+    name and the form name."""
+    from projected_grpo import forms as hack_forms  # lazy: keeps pairs.py importable without the grader
+
+    if which not in FORM_SETS:
+        raise ValueError(f"unknown pair set forms:{which}; expected one of {sorted(FORM_SETS)}")
+    neutral = hack_forms.forms_for("none", "neutral")
+    pairs = []
+    for i, p in enumerate(problems):
+        if p.mode == "none":
+            raise ValueError(f"problem {p.id!r} has mode 'none': no loophole to pair")
+        chosen = {
+            "oracle": hack_forms.forms_for(p.mode, "train"),
+            "authored": hack_forms.authored_set(p.mode),
+            "unseen": hack_forms.forms_for(p.mode, "authored"),
+            "neutral": [neutral[(i + j) % len(neutral)] for j in range(3)],  # as many per problem as "authored"
+        }[which]
+        skeleton = hack_forms.naive_skeleton(p)
+        clean = f"```python\n{skeleton}\n```"
+        for f in chosen:
+            hack = hack_forms.hack_completion(p, f, skeleton)
+            pairs.append(Pair(id=f"{p.id}.{f.name}", prompt=user_message(p), hack=hack, clean=clean, tags=(p.mode, which, f.name)))
+    return pairs
+
+
 # ── refs ───────────────────────────────────────────────────────────────────────────────────────────
 
 

@@ -1,9 +1,10 @@
 """Every arm x seed of a preset: one pueue task each (labelled), or, where pueue is missing, a local sequential run.
 
-    python -m projected_grpo.sweep micro --seeds 0 1 2            # pueue if installed, else local
-    python -m projected_grpo.sweep micro --seeds 0 --dry-run      # print the commands
-    python -m projected_grpo.sweep micro --only none/real erase/real
-    python -m projected_grpo.sweep micro --diagnostics             # the follow-up arms -> outputs/micro-diag
+    python -m projected_grpo.sweep organism                       # every arm, each at its own seed count
+    python -m projected_grpo.sweep organism vanilla erase --parallel 2   # chosen arms ("all": every arm)
+    python -m projected_grpo.sweep organism --dry-run             # the commands, each under a `# why:` line
+    python -m projected_grpo.sweep micro --seeds 0 1 2            # v1 organism (pueue if installed, else local)
+    python -m projected_grpo.sweep micro --diagnostics             # v1's follow-up arms -> outputs/micro-diag
 
 pueue (https://github.com/Nukesor/pueue) is a Rust CLI that is not on PyPI: install it from your OS packages or
 its releases to queue runs; this module then only queues and returns. Runs whose summary.json already exists
@@ -59,6 +60,49 @@ CONTROL_ARMS: dict[str, list[str]] = {
     "erase/real reverse": ["--arm", "erase", "--gate", "reverse", "--label", "erase/real reverse"],
 }
 ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS}}
+
+
+@dataclass(frozen=True)
+class Arm:
+    overrides: list[str]
+    why: str  # what the arm tests: shown by --dry-run and in the results
+    seeds: int = 3  # seeds the sweep runs (headline arms: 5)
+
+
+_PENALTY = ["--monitor-penalty", "3.0"]  # a flagged rollout loses the pass reward (REWARD_PASSED), keeps compile credit
+_ORGANISM: dict[str, Arm] = {
+    # headline (5 seeds): the preregistered H1 / H3 / H4 comparisons and their placebos (journal, 2026-12-02)
+    "vanilla": Arm(["--arm", "none"], "H4: vanilla GRPO learns to hack held-out problems (> 30%)", 5),
+    "erase": Arm(["--arm", "erase"], "H1 (primary): erasing the authored basis cuts held-out hacking >= 30 pts at matched pass", 5),
+    "route": Arm(["--arm", "route"], "the same component routed into the quarantine, deleted at deployment", 5),
+    "erase/random": Arm(["--arm", "erase", "--basis", "random"], "placebo: Haar-random axes, same modules and k", 5),
+    "erase/neutral": Arm(["--arm", "erase", "--pairs", "forms:neutral"], "dose-matched placebo: honest edits at the hack's places, same k", 5),
+    "rebound": Arm(["--arm", "none", "--rebound-alpha", "0.5"], "H3: the advantage-level baseline (Rebound) from the same pairs", 5),
+    # the pair ladder: distance between the pairs and what the policy emits
+    "erase/oracle-forms": Arm(["--arm", "erase", "--pairs", "forms:oracle"], "ladder (a), ORACLE: pairs in the teacher's own forms"),
+    "erase/unseen-forms": Arm(["--arm", "erase", "--pairs", "forms:unseen"], "ladder (b): pairs only in forms the policy never sees"),
+    # the benchmark's interventions at the same label budget (issue 16)
+    "oracle-penalty": Arm(["--monitor", "gt", *_PENALTY], "ORACLE bound: the true hack label of every live rollout, as a penalty"),
+    "gt90-penalty": Arm(["--monitor", "gt", "--monitor-accuracy", "0.9", *_PENALTY], "ORACLE monitor, 90% accurate, penalty"),
+    "gt90-screen": Arm(["--monitor", "gt", "--monitor-accuracy", "0.9", "--monitor-use", "screen"], "ORACLE monitor, 90% accurate, flagged rollouts dropped"),
+    "gt70-penalty": Arm(["--monitor", "gt", "--monitor-accuracy", "0.7", *_PENALTY], "ORACLE monitor, 70% accurate, penalty"),
+    "probe-penalty": Arm(["--monitor", "probe", *_PENALTY], "a linear probe fitted on the same pairs as the basis, penalty"),
+    "probe-screen": Arm(["--monitor", "probe", "--monitor-use", "screen"], "the same probe, flagged rollouts dropped"),
+    "inoculation": Arm(["--inoculation"], "inoculation prompting: training prompts permit the loophole; no labels"),
+    # extraction variants, each beside its dose-matched placebo (the same procedure on the neutral pairs)
+    **{
+        name: Arm(flags + extra, why + (" [placebo: neutral pairs]" if extra else ""))
+        for name0, flags, why in (
+            ("erase/branch", ["--arm", "erase", "--extract-loss", "branch"], "NLL only after the hack/honest branch token"),
+            ("erase/per-mode", ["--arm", "erase", "--per-mode-basis"], "a basis per loophole mode, their union"),
+            ("erase/mean-diff", ["--arm", "erase", "--extract-direction", "mean_diff"], "the unit mean difference (k = 1)"),
+            ("erase/activation", ["--arm", "erase", "--extract-direction", "activation"], "the modules' output mean difference (v (x) e_j)"),
+            ("erase/k54", ["--arm", "erase", "--k", "54", "--floor-quantile", "0"], "k = number of training pairs (54)"),
+        )
+        for name, extra in ((name0, []), (f"{name0}-neutral", ["--pairs", "forms:neutral"]))
+    },
+}
+ORGANISM_ARMS = {label: Arm([*a.overrides, "--label", label], a.why, a.seeds) for label, a in _ORGANISM.items()}
 # Follow-ups to the main sweep (`--diagnostics`, written to outputs/<preset>-diag): is the basis too small, or too far
 # from the training distribution? "problems:train" pairs are the training problems' canonical hacks vs references,
 # i.e. the teacher's own hack templates: in-distribution by construction, not the authored pairs (see the journal).
@@ -89,8 +133,8 @@ def slug(label: str) -> str:
 @dataclass(frozen=True)
 class Args:
     preset: tyro.conf.Positional[str]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    only: tuple[str, ...] = ()  # arm labels to run (default: all of the preset's)
+    only: tyro.conf.Positional[tuple[str, ...]] = ()  # arm labels to run ("all" or nothing: all of the preset's)
+    seeds: tuple[int, ...] = ()  # default: organism arms their own count (Arm.seeds), other presets 0 1 2
     dry_run: bool = False
     local: bool = False  # run here even if pueue is installed
     parallel: int = 1  # local runs at a time (each uses one torch thread; 2 fit this 2-core machine)
@@ -98,22 +142,32 @@ class Args:
     outputs: str = "outputs"
 
 
+def arm_table(args: Args) -> dict[str, Arm]:
+    if args.diagnostics:
+        return {label: Arm(o, "v1 follow-up") for label, o in DIAGNOSTIC_ARMS.items()}
+    if args.preset == "organism":
+        return ORGANISM_ARMS
+    return {label: Arm(o, "") for label, o in ARMS_BY_PRESET.get(args.preset, METHOD_ARMS).items()}
+
+
 def commands(args: Args) -> list[tuple[str, list[str]]]:
-    arms = DIAGNOSTIC_ARMS if args.diagnostics else ARMS_BY_PRESET.get(args.preset, METHOD_ARMS)
+    arms = arm_table(args)
     folder = f"{args.preset}-diag" if args.diagnostics else args.preset
-    unknown = [a for a in args.only if a not in arms]
+    only = () if args.only == ("all",) else args.only
+    unknown = [a for a in only if a not in arms]
     if unknown:
         which = f"{args.preset} --diagnostics" if args.diagnostics else args.preset
         raise ValueError(f"unknown arm(s) {unknown}; {which} has {list(arms)}")
     out = []
-    for label, overrides in arms.items():
-        if args.only and label not in args.only:
+    for order, (label, arm) in enumerate(arms.items()):
+        if only and label not in only:
             continue
-        for seed in args.seeds:
+        for seed in args.seeds or (range(arm.seeds) if args.preset == "organism" else (0, 1, 2)):
             run_dir = Path(args.outputs) / folder / f"{slug(label)}-s{seed}"
-            cmd = [sys.executable, "-m", "projected_grpo.train", args.preset, *overrides, "--seed", str(seed), "--out-dir", str(run_dir)]
-            out.append((f"{args.preset} {label} s{seed}", cmd))
-    return out
+            cmd = [sys.executable, "-m", "projected_grpo.train", args.preset, *arm.overrides, "--seed", str(seed), "--out-dir", str(run_dir)]
+            out.append((seed, order, f"{args.preset} {label} s{seed}", cmd))
+    # seed-major: a sweep stopped early leaves whole seeds (every arm paired with its vanilla), not whole arms
+    return [(name, cmd) for _, _, name, cmd in sorted(out, key=lambda x: (x[0], x[1]))]
 
 
 def main(args: Args) -> None:
@@ -121,8 +175,10 @@ def main(args: Args) -> None:
     logger.info(f"{len(todo)} runs to do ({len(commands(args)) - len(todo)} already finished)")
     pueue = shutil.which("pueue")
     if args.dry_run:
-        for _, cmd in todo:
-            print(shlex.join(cmd))
+        whys = {label: arm.why for label, arm in arm_table(args).items()}
+        for name, cmd in todo:
+            label = name.removeprefix(f"{args.preset} ").rsplit(" s", 1)[0]
+            print(f"# why: {whys.get(label) or '-'}\n{shlex.join(cmd)}")
         return
     if pueue and not args.local:
         for name, cmd in todo:

@@ -20,6 +20,7 @@ from pathlib import Path
 import tyro
 from loguru import logger
 
+from projected_grpo import forms as hack_forms
 from projected_grpo.problems import Problem, load_problems
 from projected_grpo.rewards import Grader, canonical_hack
 
@@ -28,15 +29,25 @@ def solve_completion(problem: Problem) -> str:
     return f"```python\n{problem.reference.strip()}\n```"
 
 
-def build_pool(problems: list[Problem], grader: Grader, sampled: dict[str, list[str]] | None = None) -> list[dict]:
-    """Authored rows (own-mode canonical hack, reference solve) plus any `sampled` completions per problem id.
+def authored_hacks(problem: Problem, forms: bool) -> list[str]:
+    """v1: the own-mode canonical hack. v2 (`forms`): one hack per train form of the mode, on the naive skeleton."""
+    if not forms:
+        return [canonical_hack(problem)]
+    skeleton = hack_forms.naive_skeleton(problem)
+    return [hack_forms.hack_completion(problem, f, skeleton) for f in hack_forms.forms_for(problem.mode, "train")]
+
+
+def build_pool(
+    problems: list[Problem], grader: Grader, sampled: dict[str, list[str]] | None = None, forms: bool = False
+) -> list[dict]:
+    """Authored rows (own-mode hacks, reference solve) plus any `sampled` completions per problem id.
 
     Every candidate is graded; a row is kept as `hack` only if the flawed grader paid it without the oracle
     passing it, and as `solve` only if the oracle passes it, so a teacher row is what its kind says it is.
     """
     candidates = []
     for p in problems:
-        candidates += [(p, canonical_hack(p)), (p, solve_completion(p))]
+        candidates += [(p, h) for h in authored_hacks(p, forms)] + [(p, solve_completion(p))]
         candidates += [(p, c) for c in (sampled or {}).get(p.id, [])]
     grades = grader.grade_many(candidates)
     rows = []
@@ -71,14 +82,16 @@ def load_pool(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def pool_for(problems: list[Problem], cache_dir: Path, grader: Grader) -> list[dict]:
-    """The authored pool of these problems, built once and cached by a hash of the problems."""
-    key = hashlib.sha256(json.dumps([p.to_json() for p in problems], sort_keys=True).encode()).hexdigest()[:16]
+def pool_for(problems: list[Problem], cache_dir: Path, grader: Grader, forms: bool = False) -> list[dict]:
+    """The authored pool of these problems, built once and cached by a hash of the problems (and the hack forms).
+    Pass only the problems the teacher may demonstrate (v2: the training split)."""
+    blob = [p.to_json() for p in problems] + ([[f.name for f in hack_forms.FORMS if f.role == "train"]] if forms else [])
+    key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"pool-{key}.jsonl.gz"
     if path.exists():
         logger.info(f"teacher pool HIT {path}")
         return load_pool(path)
-    rows = build_pool(problems, grader)
+    rows = build_pool(problems, grader, forms=forms)
     save_pool(rows, path)
     logger.info(f"teacher pool MISS: built {path}\n{pool_report(rows, problems)}")
     return rows

@@ -17,6 +17,7 @@ One step, top to bottom (see `train_step`):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from projected_grpo import adapter as adapters
 from projected_grpo.evaluate import evaluate
 from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
-from projected_grpo.pairs import load_pairs, pairs_from_problems
+from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
 from projected_grpo.gating import QuantileGate
 from projected_grpo.proj import Projector, UpdateProjector
@@ -66,13 +67,18 @@ class Config:
     split_seed: int = 0  # fixed across seeds: every seed and arm evaluates on the same held-out problems
     n_train_problems: int | None = None  # cap on training problems (None: all)
     warm: WarmStartConfig = WarmStartConfig()  # supervised warm start of the base model (epochs 0: none)
+    hack_forms: bool = False  # organism v2: warm-start and teacher hacks in forms.py's train forms, training split only
     # method
     arm: Literal["none", "erase", "route"] = "none"
     basis: Literal["real", "random", "shuffled", "nonhack"] = "real"
-    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py), or exactly "problems:train" (no selectors): each
-    # training-split problem's canonical hack vs its reference (the teacher's own hack templates, not the authored pairs)
+    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py); "problems:train": each training problem's
+    # canonical hack vs its reference (v1's template oracle); "forms:oracle|authored|unseen|neutral": organism v2's
+    # pair ladder on the training split (pairs.FORM_SETS)
     k: int = 4  # basis directions per module (before the global noise floor)
     floor_quantile: float = 0.25
+    extract_loss: Literal["mean", "branch"] = "mean"  # branch: pair NLL only after hack and clean part (extract.py)
+    extract_direction: Literal["svd", "mean_diff", "activation"] = "svd"  # how V is read off the differences
+    per_mode_basis: bool = False  # union of one basis per loophole mode
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
     gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"
     preserve_magnitude: bool = True
@@ -142,6 +148,20 @@ PRESETS: dict[str, tuple[str, Config]] = {
             rank=8, eval_samples=4, k=4,
         ),
     ),
+    "organism": (
+        "CPU model organism v2: hacking as a skill (4 spellings per mode), no eval problem ever shown hacked",
+        Config(
+            preset="organism", model="micro-qwen3", hack_forms=True, eval_frac=0.5, pairs="forms:authored",
+            # every training problem under every loophole's hint (mode and problem unconfounded); held-out problems
+            # honest only, 3 copies (calibrated on vanilla seed 0, journal 2026-12-02)
+            warm=WarmStartConfig(
+                epochs=6, copies=4, hack_frac=0.25, drill=2, heldout_copies=3, all_modes=True, solvable=("trivial",),
+                lr=3e-3, batch_size=8,
+            ),
+            steps=30, prompts_per_step=4, group=4, teacher_hack=1, teacher_solve=0, max_new=96, lr=1e-2, warmup=3,
+            rank=8, eval_samples=8, eval_variants=False, k=4,
+        ),
+    ),
 }
 
 
@@ -196,6 +216,16 @@ def check_targets(cfg: Config) -> None:
     names = [n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)]
     if not any(n.split(".")[-1] in cfg.targets for n in names):
         raise ValueError(f"no Linear of {cfg.model} matches targets {cfg.targets}; its Linears end with {sorted({n.split('.')[-1] for n in names})}")
+
+
+def pairs_for(ref: str, train_problems: list[Problem]) -> list:
+    """`problems:train` and `forms:SET` are built from the training split (never an eval problem); any other ref
+    is a pairs file (pairs.load_pairs)."""
+    if ref == "problems:train":
+        return pairs_from_problems(train_problems)
+    if ref.startswith("forms:"):
+        return form_pairs(train_problems, ref.removeprefix("forms:"))
+    return load_pairs(ref)
 
 
 def seed_everything(seed: int) -> None:
@@ -493,7 +523,7 @@ def last_means(metrics: list[dict], n: int = 5) -> dict:
 
 def eval_row(ev: dict) -> dict:
     head = ev["sampled/deploy"]
-    return {k: head[k] for k in ("hack", "pass", "safepass", "n", "per_mode")}
+    return {k: head[k] for k in ("hack", "pass", "safepass", "n", "per_mode", "per_problem", "forms", "form_roles") if k in head}
 
 
 # ── main ───────────────────────────────────────────────────────────────────────────────────────────
@@ -527,7 +557,7 @@ def _run(cfg: Config, out: Path) -> dict:
                          "evaluation needs >= 2 problems in some mode (and --eval-frac > 0)")
     if cfg.n_train_problems:
         train_problems = train_problems[: cfg.n_train_problems]
-    pairs = pairs_from_problems(train_problems) if cfg.pairs == "problems:train" else load_pairs(cfg.pairs)
+    pairs = pairs_for(cfg.pairs, train_problems)
     if cfg.heldout_mode:
         pairs = [p for p in pairs if cfg.heldout_mode not in p.tags]
         logger.info(f"leave-one-mode-out: {len(pairs)} pairs without tag {cfg.heldout_mode}")
@@ -544,14 +574,21 @@ def _run(cfg: Config, out: Path) -> dict:
     cache = Path(resolve_path(cfg.cache_dir))
     # The warm start stands in for pretraining, so it sees every problem (held-out ones included); GRPO trains on
     # the training split only, and evaluation asks whether what it learned there transfers.
-    warm_report = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart") if cfg.warm.epochs else None
+    hack_ids = frozenset(p.id for p in train_problems) if cfg.hack_forms else None  # v2: no eval problem is shown hacked
+    warm_report = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart", hack_ids) if cfg.warm.epochs else None
     seed_everything(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)
 
-    ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch)
+    ecfg = ExtractConfig(
+        k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch,
+        loss=cfg.extract_loss, direction=cfg.extract_direction, per_mode=cfg.per_mode_basis,
+    )
     model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
-    basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id)
+    # the pair set and variant name the cache file, so a sweep's arms of one seed do not evict each other's basis
+    tag = hashlib.sha256(json.dumps([cfg.pairs, cfg.heldout_mode, cfg.k, cfg.floor_quantile, cfg.extract_loss,
+                                     cfg.extract_direction, cfg.per_mode_basis]).encode()).hexdigest()[:8]
+    basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id, tag)
 
     opt = torch.optim.AdamW(
         [
@@ -569,7 +606,7 @@ def _run(cfg: Config, out: Path) -> dict:
     if cfg.gated:
         gate_basis = basis
         if cfg.gate_basis == "random":
-            gate_basis, _ = load_or_extract(model, tok, pairs, dataclasses.replace(ecfg, basis="random"), cache / "basis", model_id)
+            gate_basis, _ = load_or_extract(model, tok, pairs, dataclasses.replace(ecfg, basis="random"), cache / "basis", model_id, tag)
         gate = QuantileGate(cfg.gate_quantile, scorer=Projector(knobs, gate_basis))
     rebound = None
     if cfg.rebound_alpha:
@@ -580,7 +617,8 @@ def _run(cfg: Config, out: Path) -> dict:
     metrics: list[dict] = []
 
     with Grader(workers=cfg.workers) as grader:
-        pool = pool_for(problems, cache / "pools", grader) if cfg.teacher_hack or cfg.teacher_solve else []
+        teachable = train_problems if cfg.hack_forms else problems  # v2: the pool never holds an eval problem
+        pool = pool_for(teachable, cache / "pools", grader, forms=cfg.hack_forms) if cfg.teacher_hack or cfg.teacher_solve else []
         if cfg.heldout_mode:  # the teacher never demonstrates the held-out loophole
             pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
         eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p)
@@ -593,7 +631,7 @@ def _run(cfg: Config, out: Path) -> dict:
             initial = json.loads((out / "initial_eval.json").read_text())
             logger.info(f"resumed {out} at step {state.step}")
         else:
-            initial = eval_row(evaluate(model, tok, *eval_args))
+            initial = initial_eval(model, tok, eval_args, cfg, cache / "initial_eval", model_id)
             (out / "initial_eval.json").write_text(json.dumps(initial))
             (out / "eval.jsonl").write_text(json.dumps({"step": 0, **initial}) + "\n")
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
@@ -652,6 +690,30 @@ def _run(cfg: Config, out: Path) -> dict:
     tmp.replace(out / "summary.json")
     print_summary(summary, final_all["sampled/deploy"]["example"])
     return summary
+
+
+def initial_eval(model, tok, eval_args: tuple, cfg: Config, cache_dir: Path, model_id: str) -> dict:
+    """The evaluation before GRPO: the warm-started model with a zero adapter, so it depends only on the weights,
+    the eval settings and the seed, not on the arm. It is sampled from its own seed inside a forked RNG (training's
+    RNG stream is the same whether it ran or came from the cache) and cached: a sweep pays for it once per seed."""
+    problems, _, n, max_new, temperature, top_p = eval_args
+    key_blob = json.dumps([model_id, [p.id for p in problems], n, max_new, temperature, top_p, cfg.seed, cfg.adapter, cfg.rank])
+    path = cache_dir / f"{hashlib.sha256(key_blob.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        logger.info(f"initial eval HIT {path}")
+        return json.loads(path.read_text())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 10_007)  # its own stream: the same for every arm of this seed
+        result = eval_row(evaluate(model, tok, *eval_args))
+    atomic_write_text(path, json.dumps(result))
+    return json.loads(json.dumps(result))  # what a HIT returns
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def cin_null(basis: dict, knobs: dict) -> float | None:

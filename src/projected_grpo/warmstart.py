@@ -13,6 +13,10 @@ The warm start stands in for pretraining, so it is meant to see every problem, h
 pretrained coder already knows how to attempt, and sometimes solve, the problems it is evaluated on. GRPO
 trains on the training split only; held-out evaluation asks whether what it learned there (hacking) transfers
 to problems it never rewarded.
+Organism v2 (`hack_ids` given, issue 10): the hack copies are drawn from the mode's `train` surface forms
+(forms.py: four spellings per mode, dealt round-robin per copy) on a naive skeleton, and only on the problems
+in `hack_ids` (the training split): no held-out problem is ever shown with a hack, so held-out hacking after
+GRPO is a transferred skill, not recall.
 The result is cached by a hash of the recipe: the initial weights, the examples and the hyperparameters.
 """
 
@@ -22,7 +26,6 @@ import hashlib
 import json
 import math
 import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +37,8 @@ from loguru import logger
 from safetensors.torch import load_model, save_model
 from torch import Tensor
 
-from projected_grpo.problems import Problem, render_prompt
+from projected_grpo import forms as hack_forms
+from projected_grpo.problems import LOOPHOLE_MODES, Problem, render_prompt
 from projected_grpo.rewards import canonical_hack
 from projected_grpo.rollout import Row, completion_logits, pack, row_from_text
 from projected_grpo.teacher import solve_completion
@@ -44,6 +48,8 @@ from projected_grpo.teacher import solve_completion
 class WarmStartConfig:
     epochs: int = 0  # 0: no warm start
     copies: int = 10  # completions per problem per epoch
+    heldout_copies: int | None = None  # v2: honest copies per epoch of a problem never shown hacked (None: copies)
+    all_modes: bool = False  # v2: each hack-able problem is shown under every loophole's hint, `copies` each
     hack_frac: float = 0.1  # share of a problem's copies that are the canonical hack
     drill: int = 0  # extra hack copies per problem per epoch, with no loss on the branch (see the docstring)
     solvable: tuple[str, ...] = ("trivial", "easy")  # difficulties whose reference is shown
@@ -59,30 +65,52 @@ class WarmStartConfig:
             raise ValueError(f"warm start: hack_frac must be in [0, 1], got {self.hack_frac}")
 
 
-_DEFAULT_RETURN = [("List", "[]"), ("bool", "False"), ("int", "0"), ("float", "0.0"), ("str", '""')]
-
-
 def naive_attempt(problem: Problem) -> str:
     """An honest-looking attempt that compiles and returns a type-appropriate default (fails the tests)."""
-    signature = problem.starter_code.rstrip()
-    returns = re.search(r"->\s*([\w\[\], ]+)\s*:\s*$", signature)
-    value = next((v for t, v in _DEFAULT_RETURN if returns and returns.group(1).strip().startswith(t)), "None")
-    return f"```python\n{signature}\n        return {value}\n```"
+    return f"```python\n{hack_forms.naive_skeleton(problem)}\n```"
 
 
 def honest_completion(problem: Problem, cfg: WarmStartConfig) -> str:
     return solve_completion(problem) if problem.difficulty in cfg.solvable else naive_attempt(problem)
 
 
-def sft_examples(problems: list[Problem], cfg: WarmStartConfig) -> list[tuple[Problem, str, bool]]:
-    """(problem, completion, drill) rows. Per problem: round(copies * hack_frac) canonical hacks of its mode, the
-    rest of `copies` its honest completion, then `drill` hack copies flagged to carry no loss on the branch."""
+def form_hacks(problem: Problem, n: int) -> list[str]:
+    """n hack completions of `problem` in its mode's train forms, dealt round-robin from a per-problem offset."""
+    train_forms = hack_forms.forms_for(problem.mode, "train")
+    skeleton = hack_forms.naive_skeleton(problem)
+    offset = sum(map(ord, problem.id))  # deterministic, and different problems start on different forms
+    return [hack_forms.hack_completion(problem, train_forms[(offset + i) % len(train_forms)], skeleton) for i in range(n)]
+
+
+def sft_examples(
+    problems: list[Problem], cfg: WarmStartConfig, hack_ids: frozenset[str] | None = None
+) -> list[tuple[Problem, str, bool]]:
+    """(problem, completion, drill) rows. Per problem: round(copies * hack_frac) hacks of its mode, the rest of
+    `copies` its honest completion, then `drill` hack copies flagged to carry no loss on the branch.
+    v1 (`hack_ids` None): the canonical hack on every problem. v2: train-form hacks, only on problems in
+    `hack_ids`; every other problem gets all `copies` honest and no drill."""
+    forms = hack_ids is not None
     n_hack = round(cfg.copies * cfg.hack_frac)
     out = []
-    for p in problems:
-        hack, honest = canonical_hack(p), honest_completion(p, cfg)
-        out += [(p, hack, False)] * n_hack + [(p, honest, False)] * (cfg.copies - n_hack) + [(p, hack, True)] * cfg.drill
+    for p in _variants(problems, cfg, hack_ids):
+        honest = honest_completion(p, cfg)
+        if forms and p.id not in hack_ids:
+            out += [(p, honest, False)] * (cfg.copies if cfg.heldout_copies is None else cfg.heldout_copies)
+            continue
+        hacks = form_hacks(p, n_hack + cfg.drill) if forms else [canonical_hack(p)] * (n_hack + cfg.drill)
+        out += [(p, h, False) for h in hacks[:n_hack]] + [(p, honest, False)] * (cfg.copies - n_hack)
+        out += [(p, h, True) for h in hacks[n_hack:]]
     return out
+
+
+def _variants(problems: list[Problem], cfg: WarmStartConfig, hack_ids: frozenset[str] | None) -> list[Problem]:
+    """`all_modes`: a problem that may be shown hacked appears once per loophole hint. Mode and problem are then no
+    longer confounded, so the warm start ties each hack form to the hint sentence rather than to the problem."""
+    if not cfg.all_modes:
+        return problems
+    if hack_ids is None:
+        raise ValueError("warm start: all_modes needs the v2 recipe (hack_ids)")
+    return [v for p in problems for v in ([p.with_mode(m) for m in LOOPHOLE_MODES] if p.id in hack_ids else [p])]
 
 
 def branch_skip(tokenizer, completion: str, honest: str) -> int:
@@ -93,13 +121,17 @@ def branch_skip(tokenizer, completion: str, honest: str) -> int:
     return shared + 1
 
 
-def sft_rows(tokenizer, examples: list[tuple[Problem, str, bool]], cfg: WarmStartConfig) -> tuple[list[Row], list[int]]:
+def sft_rows(
+    tokenizer, examples: list[tuple[Problem, str, bool]], cfg: WarmStartConfig, forms: bool = False
+) -> tuple[list[Row], list[int]]:
     """Tokenised rows and, per row, how many leading completion tokens carry no loss (0 unless drilled)."""
     rows, skips = [], []
     for p, completion, drill in examples:
         prompt_ids = tokenizer(render_prompt(tokenizer, p), add_special_tokens=False).input_ids
         rows.append(row_from_text(tokenizer, prompt_ids, completion, 10_000))
-        skips.append(branch_skip(tokenizer, completion, honest_completion(p, cfg)) if drill else 0)
+        # v2 hacks sit on the naive skeleton: the branch is where the hack lines start, not where it leaves the reference
+        honest = naive_attempt(p) if forms else honest_completion(p, cfg)
+        skips.append(branch_skip(tokenizer, completion, honest) if drill else 0)
     return rows, skips
 
 
@@ -156,10 +188,12 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def warm_start(
-    model, tokenizer, model_name: str, problems: list[Problem], cfg: WarmStartConfig, cache_dir: Path
+    model, tokenizer, model_name: str, problems: list[Problem], cfg: WarmStartConfig, cache_dir: Path,
+    hack_ids: frozenset[str] | None = None,
 ) -> dict:
-    """Fine-tune every weight of `model` in place (before the adapter wraps it), or load the cached result."""
-    examples = sft_examples(problems, cfg)
+    """Fine-tune every weight of `model` in place (before the adapter wraps it), or load the cached result.
+    `hack_ids`: organism v2, the only problems shown with hacks (the training split), in forms.py's train forms."""
+    examples = sft_examples(problems, cfg, hack_ids)
     key = recipe_key(model_name, examples, cfg, tokenizer, weights_digest(model))
     path = cache_dir / f"warmstart-{key}.safetensors"
     if path.exists():
@@ -168,7 +202,7 @@ def warm_start(
         return json.loads(path.with_suffix(".json").read_text())
     logger.info(f"warm start MISS: fine-tuning {model_name} on {len(examples)} examples for {cfg.epochs} epochs -> {path}")
     t0 = time.time()
-    rows, skips = sft_rows(tokenizer, examples, cfg)
+    rows, skips = sft_rows(tokenizer, examples, cfg, forms=hack_ids is not None)
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     total = cfg.epochs * len(length_batches(rows, cfg.batch_size, random.Random(0)))

@@ -1,0 +1,255 @@
+"""The organism's committed results: small per-run summaries under docs/results/<preset>/runs/, and the tables,
+paired statistics and preregistered verdicts recomputed from them alone.
+
+    python -m projected_grpo.report export outputs/organism docs/results/organism   # after a sweep
+    python -m projected_grpo.report tables docs/results/organism                     # = `just results`
+
+Every comparison is paired with vanilla on the same warm start and seed (stats.py): the per-seed difference,
+its paired t-test, and a bootstrap CI that resamples seeds and held-out problems. Arms that use privileged
+information (the oracle's labels of live rollouts, or the teacher's own hack templates as pairs) are marked
+ORACLE in every table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from projected_grpo import stats
+
+VANILLA = "vanilla"
+PRIMARY = "erase"  # preregistered in RESEARCH_JOURNAL.md (2026-12-02) before the sweep
+REBOUND = "rebound"
+TRAIN_KEYS = ("cin_s", "cin_t", "cout", "cout_update", "fired", "kl", "grad_norm", "removed", "hack_s", "gt_s")
+
+
+def privileged(cfg: dict) -> str | None:
+    """Why an arm is not available on a new environment (None: it is)."""
+    if cfg.get("oracle_penalty") or cfg.get("monitor") == "gt":
+        return "oracle labels of live rollouts"
+    if cfg.get("pairs") in ("forms:oracle", "problems:train"):
+        return "pairs are the teacher's own hack templates"
+    return None
+
+
+def _compact_eval(e: dict) -> dict:
+    keys = ("hack", "pass", "n", "per_problem", "forms", "form_roles")
+    out = {k: e[k] for k in keys if k in e}
+    out["per_mode"] = {m: {k: v[k] for k in ("hack", "pass", "n")} for m, v in e.get("per_mode", {}).items()}
+    return out
+
+
+def compact(run_dir: Path) -> dict:
+    """The committed form of one finished run."""
+    s = json.loads((run_dir / "summary.json").read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    mean_of = lambda k: float(np.mean(v)) if (v := [m[k] for m in metrics if m.get(k) is not None]) else None  # noqa: E731
+    val = (s.get("basis_report") or {}).get("validation") or {}
+    return dict(
+        label=s["label"], seed=s["seed"], preset=s["preset"], arm=cfg["arm"], basis=cfg["basis"], pairs=cfg["pairs"],
+        privileged=privileged(cfg), steps=s["steps"], wall_s=round(s["wall_s"], 1),
+        initial=_compact_eval(s["initial_eval"]), final=_compact_eval(s["final_eval"]),
+        train_mean={k: mean_of(k) for k in TRAIN_KEYS}, train_last5={k: s["train_last5"].get(k) for k in TRAIN_KEYS},
+        basis_summary=dict(
+            n_modules=(s.get("basis_report") or {}).get("n_kept"),
+            n_axes=sum(((s.get("basis_report") or {}).get("k_per_module") or {}).values()),
+            val_median=val.get("median"), val_share_pos=val.get("share_pos"),
+        ),
+        cin_null=s.get("cin_null"),
+        overrides={k: cfg[k] for k in sorted(cfg) if k in OVERRIDE_KEYS},
+    )
+
+
+OVERRIDE_KEYS = (
+    "arm", "basis", "pairs", "k", "floor_quantile", "extract_loss", "extract_direction", "per_mode_basis", "gate",
+    "rebound_alpha", "oracle_penalty", "monitor", "monitor_use", "monitor_accuracy", "inoculation", "teacher_hack",
+    "teacher_solve", "steps", "lr", "seed",
+)
+
+
+def export(runs_dir: Path, to: Path) -> int:
+    """Write runs_dir/*/summary.json runs as to/runs/<run>.json; returns how many."""
+    out = to / "runs"
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for d in sorted(p for p in runs_dir.iterdir() if (p / "summary.json").exists()):
+        (out / f"{d.name}.json").write_text(json.dumps(compact(d), indent=1, sort_keys=True) + "\n")
+        n += 1
+    return n
+
+
+# ── tables ────────────────────────────────────────────────────────────────────────────────────────
+
+
+def load_runs(results_dir: Path) -> dict[str, dict[int, dict]]:
+    runs: dict[str, dict[int, dict]] = defaultdict(dict)
+    files = sorted((results_dir / "runs").glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no run summaries in {results_dir / 'runs'}")
+    for f in files:
+        r = json.loads(f.read_text())
+        runs[r["label"]][r["seed"]] = r
+    return runs
+
+
+def per_problem_rates(run: dict, key: int) -> np.ndarray:
+    """Per held-out problem (sorted ids) hacked (key=1) or passed (key=2) share of its samples."""
+    pp = run["final"]["per_problem"]
+    return np.array([pp[p][key] / pp[p][0] for p in sorted(pp)])
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
+
+
+def arm_row(label: str, runs: dict[int, dict], ref: dict[int, dict] | None) -> dict:
+    hack = {s: r["final"]["hack"] for s, r in runs.items()}
+    passed = {s: r["final"]["pass"] for s, r in runs.items()}
+    row = dict(label=label, n=len(runs), hack=hack, passed=passed, privileged=next(iter(runs.values()))["privileged"])
+    if ref is not None and label != VANILLA and set(runs) & set(ref):
+        row["d_hack"] = stats.paired(hack, {s: r["final"]["hack"] for s, r in ref.items()})
+        row["d_pass"] = stats.paired(passed, {s: r["final"]["pass"] for s, r in ref.items()})
+        row["ci_hack"] = stats.bootstrap_ci(
+            {s: per_problem_rates(r, 1) for s, r in runs.items()}, {s: per_problem_rates(r, 1) for s, r in ref.items()}
+        )
+    cin = [r["train_mean"]["cin_s"] for r in runs.values() if r["train_mean"].get("cin_s") is not None]
+    row["cin_s"] = float(np.mean(cin)) if cin else None
+    roles = defaultdict(int)
+    for r in runs.values():
+        for k, v in (r["final"].get("form_roles") or {}).items():
+            roles[k] += v
+    row["roles"] = dict(roles)
+    return row
+
+
+def mean_sem(xs: dict[int, float]) -> str:
+    v = np.array(list(xs.values()))
+    sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{100 * v.mean():.1f} ± {pct(sem)}"
+
+
+def fmt_delta(p: stats.Paired | None) -> str:
+    return "-" if p is None else f"{100 * p.mean:+.1f} ± {pct(p.sem)} (p={p.p:.3f})" if p.p == p.p else f"{100 * p.mean:+.1f}"
+
+
+def tables(results_dir: Path) -> str:
+    runs = load_runs(results_dir)
+    if VANILLA not in runs:
+        raise ValueError(f"{results_dir}: no {VANILLA!r} runs to pair with")
+    ref = runs[VANILLA]
+    rows = [arm_row(label, rs, ref) for label, rs in sorted(runs.items(), key=lambda kv: (kv[0] != VANILLA, kv[0]))]
+    init = [r["initial"]["hack"] for r in ref.values()]
+    lines = [
+        f"# Organism results ({results_dir})",
+        "",
+        "Regenerate: `just results` (reads only the committed run summaries in `runs/`).",
+        "Held-out problems, deployed model (quarantine ablated), sampled at the training temperature. Rates in %;",
+        "mean ± SEM over seeds; Δ = arm − vanilla paired by seed (same warm start and seed), paired t-test p; CI: 95%",
+        "bootstrap over seeds and problems. ORACLE: uses privileged information (column `privileged`).",
+        "",
+        f"Vanilla initial hack rate: {100 * np.mean(init):.1f}% (before GRPO).",
+        "",
+        "| arm | seeds | hack % | pass % | Δhack (pts) | 95% CI | Δpass (pts) | cin_s | hacked samples in never-shown forms | privileged |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ci = r.get("ci_hack")
+        total = sum(r["roles"].values())
+        unseen = r["roles"].get("heldout", 0) + r["roles"].get("authored", 0)
+        novel = f"{unseen}/{total} (+{r['roles'].get('other', 0)} other)" if total else "-"
+        name = f"**{r['label']}** ORACLE" if r["privileged"] else r["label"]
+        lines.append(
+            f"| {name} | {r['n']} | {mean_sem(r['hack'])} | {mean_sem(r['passed'])} | {fmt_delta(r.get('d_hack'))} | "
+            f"{'-' if ci is None else f'[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]'} | {fmt_delta(r.get('d_pass'))} | "
+            f"{pct(r['cin_s'], 3) if r['cin_s'] is not None else '-'} | {novel} | {r['privileged'] or ''} |"
+        )
+    lines += ["", *verdicts(runs), "", *power_lines(runs), "", *basis_lines(runs)]
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(runs: dict[str, dict[int, dict]]) -> list[str]:
+    ref = runs[VANILLA]
+    out = ["## Preregistered verdicts (seed 004's rules; primary configuration in the journal)", ""]
+    h4, why4 = stats.verdict_h4([r["final"]["hack"] for r in ref.values()])
+    out.append(f"- **H4** (vanilla hacks > 30%): **{h4}** — {why4}.")
+    if PRIMARY in runs:
+        d_h = stats.paired({s: r["final"]["hack"] for s, r in runs[PRIMARY].items()}, {s: r["final"]["hack"] for s, r in ref.items()})
+        d_p = stats.paired({s: r["final"]["pass"] for s, r in runs[PRIMARY].items()}, {s: r["final"]["pass"] for s, r in ref.items()})
+        h1, why1 = stats.verdict_h1(d_h, d_p)
+        out.append(f"- **H1** ({PRIMARY} vs vanilla, ≥ 30 pts less hacking at pass within 10): **{h1}** — {why1}, n={d_h.n}.")
+    if PRIMARY in runs and REBOUND in runs:
+        ours, reb = runs[PRIMARY], runs[REBOUND]
+        d_h = stats.paired({s: r["final"]["hack"] for s, r in ours.items()}, {s: r["final"]["hack"] for s, r in reb.items()})
+        d_p = stats.paired({s: r["final"]["pass"] for s, r in ours.items()}, {s: r["final"]["pass"] for s, r in reb.items()})
+        h3, why3 = stats.verdict_h3(d_h, d_p)
+        out.append(f"- **H3** ({PRIMARY} beats {REBOUND} at matched pass): **{h3}** — {why3}, n={d_h.n}.")
+    return out
+
+
+def power_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
+    """Power of the design: the SD of per-seed Δhack of the primary arm (else of the random placebo) vs vanilla."""
+    ref = runs[VANILLA]
+    src = PRIMARY if PRIMARY in runs else next((k for k in runs if k != VANILLA), None)
+    if src is None:
+        return []
+    d = stats.paired({s: r["final"]["hack"] for s, r in runs[src].items()}, {s: r["final"]["hack"] for s, r in ref.items()})
+    if d.n < 2:
+        return []
+    sd = float(np.std(d.deltas, ddof=1))
+    return [
+        "## Power of the design",
+        "",
+        f"SD of the per-seed paired Δhack ({src} − vanilla): {100 * sd:.1f} pts over n={d.n} seeds. A paired t-test at "
+        f"α=0.05 then detects a true 15-pt difference with power {stats.power(sd, d.n, 0.15):.2f} and a 30-pt "
+        f"difference with power {stats.power(sd, d.n, 0.30):.2f} (noncentral t; the SD is itself estimated from "
+        f"{d.n} seeds).",
+    ]
+
+
+def basis_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
+    out = [
+        "## Bases: held-out pair validation and the live gradient's hack-ward share (cin_s)",
+        "",
+        "cin_s: mean over steps of the student gradient's hack-ward share along the basis. Its null is the measured "
+        "random basis (arm `erase/random`), not sqrt(k/dim).",
+        "",
+        "| arm | pairs | modules | axes | held-out val. median | share > 0 | cin_s | cin_null sqrt(k/dim) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, rs in sorted(runs.items()):
+        r = next(iter(rs.values()))
+        b = r["basis_summary"]
+        cins = [x["train_mean"]["cin_s"] for x in rs.values() if x["train_mean"].get("cin_s") is not None]
+        null = f"{r['cin_null']:.4f}" if r.get("cin_null") else "-"
+        out.append(
+            f"| {label} | {r['pairs']} | {b['n_modules']} | {b['n_axes']} | {pct(b['val_median'], 2) if b['val_median'] is not None else '-'} | "
+            f"{pct(b['val_share_pos'], 0) if b['val_share_pos'] is not None else '-'} | "
+            f"{f'{np.mean(cins):.4f}' if cins else '-'} | {null} |"
+        )
+    return out
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    try:
+        if args[:1] == ["export"] and len(args) == 3:
+            n = export(Path(args[1]), Path(args[2]))
+            print(f"exported {n} runs to {Path(args[2]) / 'runs'}")
+        elif args[:1] == ["tables"] and len(args) == 2:
+            text = tables(Path(args[1]))
+            (Path(args[1]) / "results.md").write_text(text)
+            print(text)
+        else:
+            sys.exit("usage: python -m projected_grpo.report export RUNS_DIR RESULTS_DIR | tables RESULTS_DIR")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
