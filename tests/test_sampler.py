@@ -58,6 +58,10 @@ def test_a_padded_batch_decodes_as_each_prompt_alone(tiny):
     batch = sample(model, tok, PROMPTS, 1, 24, 0.7, 0.95, greedy=True, sampler="own")
     alone = [sample(model, tok, [p], 1, 24, 0.7, 0.95, greedy=True, sampler="own")[0] for p in PROMPTS]
     assert batch == alone
+    # n copies of each prompt share its prefill: rows i*n .. i*n+n-1 continue prompt i
+    enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    rows = generate(model, enc.input_ids, enc.attention_mask, 2, 24, -1, tok.pad_token_id, 1.0, 1.0, greedy=True).tolist()
+    assert rows == [r for rows in alone for r in [rows[0].completion_ids] * 2]
 
 
 def tv_bound(p: torch.Tensor, n: int) -> float:

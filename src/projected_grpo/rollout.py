@@ -1,5 +1,8 @@
 """Sampling completions and scoring their tokens: the two model calls of a GRPO step.
 
+`sample` runs our decoding loop (sampler.py) or HF `generate` (`sampler`: "auto" = ours on CPU, generate on CUDA);
+both return the same rows.
+
 Sequences are stored as (prompt ids, completion ids) per row; `pack` right-pads them into one batch so
 a causal forward gives exact per-token log-probs (positions start at 0 for every row).
 """

@@ -95,6 +95,7 @@ class Config:
     max_new: int = 48
     temperature: float = 0.7
     top_p: float = 0.95
+    sampler: Literal["auto", "hf", "own"] = "auto"  # rollouts: HF generate or our loop (sampler.py); auto: own on CPU, hf on CUDA
     lr: float = 1e-3
     warmup: int = 3
     weight_decay: float = 0.0  # deployed knob only: decay on the quarantine would leak it back
@@ -256,7 +257,7 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
     # 1. student rollouts from the deployed model (quarantine ablated)
     model.eval()
     with adapters.quarantine_ablated(model):
-        student = sample(model, tok, prompts, cfg.group, cfg.max_new, cfg.temperature, cfg.top_p)
+        student = sample(model, tok, prompts, cfg.group, cfg.max_new, cfg.temperature, cfg.top_p, sampler=cfg.sampler)
     model.train()
 
     # 2. teacher rows, then grade every row of every group
@@ -583,7 +584,7 @@ def _run(cfg: Config, out: Path) -> dict:
         pool = pool_for(problems, cache / "pools", grader) if cfg.teacher_hack or cfg.teacher_solve else []
         if cfg.heldout_mode:  # the teacher never demonstrates the held-out loophole
             pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
-        eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p)
+        eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p, cfg.sampler)
         if cfg.resume:
             load_checkpoint(out, model, opt, sched, state, gate)
             metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
