@@ -230,14 +230,15 @@ def grpo_loss(model, rows: list[Row], adv: list[float], normaliser: float, cfg: 
     a = torch.tensor(adv, device=logp.device).unsqueeze(1)
     ratio = torch.exp(logp - logp.detach())
     per_token = -torch.minimum(ratio * a, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * a)
-    with torch.no_grad(), adapters.adapter_zeroed(model):
-        ref = token_logprobs(model, ids, attn, comp)  # zeroed adapter = the initial policy, for free
-    delta = ref - logp
-    kl = torch.exp(delta) - delta - 1  # K3 estimator, >= 0
+    kl_mean = None  # without a KL term the reference forward is skipped: the kl column shows "-"
     if cfg.kl_coef > 0:
+        with torch.no_grad(), adapters.adapter_zeroed(model):
+            ref = token_logprobs(model, ids, attn, comp)  # zeroed adapter = the initial policy, for free
+        delta = ref - logp
+        kl = torch.exp(delta) - delta - 1  # K3 estimator, >= 0
         per_token = per_token + cfg.kl_coef * kl
+        kl_mean = ((kl.detach() * comp).sum() / comp.sum().clamp(min=1)).item()
     loss = (per_token * comp).sum() / normaliser
-    kl_mean = ((kl.detach() * comp).sum() / comp.sum().clamp(min=1)).item()
     return loss, kl_mean
 
 
@@ -324,6 +325,7 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         lr=sched.get_last_lr()[0],
         b_hack_norm=math.sqrt(sum(float(q.detach().float().pow(2).sum()) for _, q in knobs.values())),
         skipped=len(flat) - len(keep),
+        noop=not any(adv),  # every group had zero reward variance: no policy gradient this step
         concept=mean(concept) if concept else None,
         seconds=time.time() - t0,
     )
@@ -348,7 +350,7 @@ def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step
     for (p, _), g in zip(knobs.values(), teacher_grads, strict=True):
         if g is not None:
             p.grad = g if p.grad is None else p.grad + g
-    return loss_total, mean(kls) or 0.0, metrics
+    return loss_total, mean(kls), metrics
 
 
 def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
@@ -378,7 +380,7 @@ def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, 
     for n, (deployed, quarantine) in knobs.items():
         deployed.grad, quarantine.grad = sums[n][0], sums[n][1]
     metrics = {"cin_s": mean(cins["s"]), "cin_t": mean(cins["t"]), "routed": zones.count("rout") / max(1, len(zones))}
-    return loss_total, mean(kls) or 0.0, metrics
+    return loss_total, mean(kls), metrics
 
 
 def pick_teacher_rows(pool: list[dict], problem: Problem, cfg: Config, rng: random.Random) -> list[str]:
@@ -461,7 +463,7 @@ COLUMNS = [
     ("cout", "cout", "{:5.3f}", "", "after projection (≈0 is an identity under one_sided, not a result)"),
     ("fired", "fired", "{:5.2f}", "", "share of modules with a hack-ward component"),
     ("loss", "loss", "{:8.4f}", "", "Dr.GRPO loss"),
-    ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy"),
+    ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy (measured only with --kl-coef > 0)"),
     ("grad_norm", "|g|", "{:7.3f}", "", "gradient norm before clipping"),
     ("lr", "lr", "{:8.2e}", "", "learning rate"),
     ("b_hack_norm", "|Bh|", "{:6.3f}", "", "quarantine norm (>0 only when routing)"),
@@ -616,7 +618,10 @@ def _run(cfg: Config, out: Path) -> dict:
             metrics.append(m)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(m) + "\n")
-            tqdm.write(format_row(m))
+            tqdm.write(format_row(m) + ("  no-op" if m["noop"] else ""))
+            if m["noop"] and not any(x.get("noop") for x in metrics[:-1]):
+                logger.warning(f"step {step} is a no-op: every group had zero reward variance, so no policy gradient "
+                               "(rows marked 'no-op'; the count is logged at the end)")
             logger.debug(json.dumps(m))
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 ev = eval_row(evaluate(model, tok, *eval_args))
@@ -627,6 +632,12 @@ def _run(cfg: Config, out: Path) -> dict:
 
         final_all = evaluate(model, tok, *eval_args, variants=cfg.eval_variants)
     final = eval_row(final_all)
+    noop_steps = sum(bool(m.get("noop")) for m in metrics)
+    if noop_steps > len(metrics) / 2:
+        logger.warning(f"{noop_steps}/{len(metrics)} steps were no-ops (every group had zero reward variance): "
+                       "most of this run trained nothing")
+    else:
+        logger.info(f"{noop_steps}/{len(metrics)} no-op steps")
     with (out / "eval.jsonl").open("a") as f:
         f.write(json.dumps({"step": cfg.steps, **final}) + "\n")
 
@@ -644,6 +655,7 @@ def _run(cfg: Config, out: Path) -> dict:
         final_eval=final,
         final_eval_variants={k: eval_row({"sampled/deploy": v}) for k, v in final_all.items()},
         train_last5=last_means(metrics),
+        noop_steps=noop_steps,
         basis_report=basis_report,
         warm_start=warm_report,
         cin_null=cin_null(basis, knobs),
