@@ -331,7 +331,7 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
     )
 
 
-def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
+def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float | None, dict]:
     """Teacher rows first, their gradient put aside, then student rows; grads end summed in .grad."""
     loss_total, kls, metrics, teacher_grads = 0.0, [], {}, None
     for part, is_teacher in (("t", True), ("s", False)):
@@ -353,7 +353,7 @@ def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step
     return loss_total, mean(kls), metrics
 
 
-def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
+def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float | None, dict]:
     """One backward per rollout: score its deployed-knob gradient against the gate basis, then send it to the
     deployed knob (keep), both (mid) or the quarantine only (rout)."""
     sums = {n: [None, None] for n in knobs}  # deployed, quarantine
