@@ -156,3 +156,21 @@ def test_existing_run_is_never_overwritten_silently(tmp_path):
     quick(tmp_path, steps=1)
     with pytest.raises(ValueError, match="already holds a run"):
         quick(tmp_path, steps=1)
+
+
+def test_no_op_steps_are_marked_counted_and_warned(tmp_path):
+    """Pure student GRPO on the random model: every rollout earns the same reward, so no step has a gradient."""
+    from loguru import logger
+
+    warnings = []
+    handler = logger.add(lambda msg: warnings.append(str(msg)), level="WARNING")
+    try:
+        summary, out = quick(tmp_path, teacher_hack=0, teacher_solve=0, steps=2)
+    finally:
+        logger.remove(handler)
+    assert [r["noop"] for r in metrics_of(out)] == [True, True] and summary["noop_steps"] == 2
+    assert sum("is a no-op" in w for w in warnings) == 1  # once per run, not per step
+    assert any("2/2 steps were no-ops" in w for w in warnings)
+    assert all(r["kl"] is None for r in metrics_of(out))  # kl_coef 0: the reference forward is skipped
+    summary, out = quick(tmp_path, steps=2, kl_coef=0.01, overwrite=True)  # teacher rows differ in reward: real steps
+    assert summary["noop_steps"] == 0 and all(r["kl"] >= 0 for r in metrics_of(out))

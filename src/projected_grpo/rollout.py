@@ -1,5 +1,8 @@
 """Sampling completions and scoring their tokens: the two model calls of a GRPO step.
 
+`sample` runs our decoding loop (sampler.py) or HF `generate` (`sampler`: "auto" = ours on CPU, generate on CUDA);
+both return the same rows.
+
 Sequences are stored as (prompt ids, completion ids) per row; `pack` right-pads them into one batch so
 a causal forward gives exact per-token log-probs (positions start at 0 for every row).
 """
@@ -12,6 +15,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from projected_grpo.sampler import generate as own_generate
+
 
 @dataclass
 class Row:
@@ -22,22 +27,40 @@ class Row:
     text: str  # decoded completion, what the grader sees
 
 
+SAMPLERS = ("auto", "hf", "own")
+
+
+def resolve_sampler(sampler: str, device: torch.device) -> str:
+    """"auto": our loop (sampler.py) on CPU, where it measured faster; HF `generate` on CUDA (not measured there)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+    return ("hf" if device.type == "cuda" else "own") if sampler == "auto" else sampler
+
+
 @torch.no_grad()
 def sample(
-    model, tokenizer, prompts: list[str], n: int, max_new: int, temperature: float, top_p: float, greedy: bool = False
+    model, tokenizer, prompts: list[str], n: int, max_new: int, temperature: float, top_p: float, greedy: bool = False,
+    sampler: str = "auto",
 ) -> list[list[Row]]:
     """n completions per prompt (greedy ignores n > 1 duplicates: it returns n identical rows)."""
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    out = model.generate(
-        **enc,
-        max_new_tokens=max_new,
-        num_return_sequences=1 if greedy else n,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **kwargs,
-    )
-    new = out[:, enc.input_ids.shape[1] :].tolist()
+    if tokenizer.padding_side != "left":
+        raise ValueError("sample needs a left-padding tokenizer (model.load_tokenizer sets it): generation appends on the right")
+    n_gen = 1 if greedy else n
+    if resolve_sampler(sampler, model.device) == "own":
+        new = own_generate(model, enc.input_ids, enc.attention_mask, n_gen, max_new, tokenizer.eos_token_id,
+                           tokenizer.pad_token_id, temperature, top_p, greedy=greedy).tolist()
+    else:
+        kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new,
+            num_return_sequences=n_gen,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **kwargs,
+        )
+        new = out[:, enc.input_ids.shape[1] :].tolist()
     if greedy:
         new = [ids for ids in new for _ in range(n)]
     groups = []

@@ -101,6 +101,7 @@ class Config:
     max_new: int = 48
     temperature: float = 0.7
     top_p: float = 0.95
+    sampler: Literal["auto", "hf", "own"] = "auto"  # rollouts: HF generate or our loop (sampler.py); auto: own on CPU, hf on CUDA
     lr: float = 1e-3
     warmup: int = 3
     weight_decay: float = 0.0  # deployed knob only: decay on the quarantine would leak it back
@@ -259,14 +260,15 @@ def grpo_loss(model, rows: list[Row], adv: list[float], normaliser: float, cfg: 
     a = torch.tensor(adv, device=logp.device).unsqueeze(1)
     ratio = torch.exp(logp - logp.detach())
     per_token = -torch.minimum(ratio * a, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * a)
-    with torch.no_grad(), adapters.adapter_zeroed(model):
-        ref = token_logprobs(model, ids, attn, comp)  # zeroed adapter = the initial policy, for free
-    delta = ref - logp
-    kl = torch.exp(delta) - delta - 1  # K3 estimator, >= 0
+    kl_mean = None  # without a KL term the reference forward is skipped: the kl column shows "-"
     if cfg.kl_coef > 0:
+        with torch.no_grad(), adapters.adapter_zeroed(model):
+            ref = token_logprobs(model, ids, attn, comp)  # zeroed adapter = the initial policy, for free
+        delta = ref - logp
+        kl = torch.exp(delta) - delta - 1  # K3 estimator, >= 0
         per_token = per_token + cfg.kl_coef * kl
+        kl_mean = ((kl.detach() * comp).sum() / comp.sum().clamp(min=1)).item()
     loss = (per_token * comp).sum() / normaliser
-    kl_mean = ((kl.detach() * comp).sum() / comp.sum().clamp(min=1)).item()
     return loss, kl_mean
 
 
@@ -286,7 +288,7 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
     # 1. student rollouts from the deployed model (quarantine ablated)
     model.eval()
     with adapters.quarantine_ablated(model):
-        student = sample(model, tok, prompts, cfg.group, cfg.max_new, cfg.temperature, cfg.top_p)
+        student = sample(model, tok, prompts, cfg.group, cfg.max_new, cfg.temperature, cfg.top_p, sampler=cfg.sampler)
     model.train()
 
     # 2. teacher rows, then grade every row of every group
@@ -353,12 +355,13 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         lr=sched.get_last_lr()[0],
         b_hack_norm=math.sqrt(sum(float(q.detach().float().pow(2).sum()) for _, q in knobs.values())),
         skipped=len(flat) - len(keep),
+        noop=not any(adv),  # every group had zero reward variance: no policy gradient this step
         concept=mean(concept) if concept else None,
         seconds=time.time() - t0,
     )
 
 
-def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
+def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float | None, dict]:
     """Teacher rows first, their gradient put aside, then student rows; grads end summed in .grad."""
     loss_total, kls, metrics, teacher_grads = 0.0, [], {}, None
     for part, is_teacher in (("t", True), ("s", False)):
@@ -377,10 +380,10 @@ def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step
     for (p, _), g in zip(knobs.values(), teacher_grads, strict=True):
         if g is not None:
             p.grad = g if p.grad is None else p.grad + g
-    return loss_total, mean(kls) or 0.0, metrics
+    return loss_total, mean(kls), metrics
 
 
-def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
+def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float | None, dict]:
     """One backward per rollout: score its deployed-knob gradient against the gate basis, then send it to the
     deployed knob (keep), both (mid) or the quarantine only (rout)."""
     sums = {n: [None, None] for n in knobs}  # deployed, quarantine
@@ -407,7 +410,7 @@ def backward_gated(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, 
     for n, (deployed, quarantine) in knobs.items():
         deployed.grad, quarantine.grad = sums[n][0], sums[n][1]
     metrics = {"cin_s": mean(cins["s"]), "cin_t": mean(cins["t"]), "routed": zones.count("rout") / max(1, len(zones))}
-    return loss_total, mean(kls) or 0.0, metrics
+    return loss_total, mean(kls), metrics
 
 
 def pick_teacher_rows(pool: list[dict], problem: Problem, cfg: Config, rng: random.Random) -> list[str]:
@@ -490,7 +493,7 @@ COLUMNS = [
     ("cout", "cout", "{:5.3f}", "", "after projection (≈0 is an identity under one_sided, not a result)"),
     ("fired", "fired", "{:5.2f}", "", "share of modules with a hack-ward component"),
     ("loss", "loss", "{:8.4f}", "", "Dr.GRPO loss"),
-    ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy"),
+    ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy (measured only with --kl-coef > 0)"),
     ("grad_norm", "|g|", "{:7.3f}", "", "gradient norm before clipping"),
     ("lr", "lr", "{:8.2e}", "", "learning rate"),
     ("b_hack_norm", "|Bh|", "{:6.3f}", "", "quarantine norm (>0 only when routing)"),
@@ -621,7 +624,7 @@ def _run(cfg: Config, out: Path) -> dict:
         pool = pool_for(teachable, cache / "pools", grader, forms=cfg.hack_forms) if cfg.teacher_hack or cfg.teacher_solve else []
         if cfg.heldout_mode:  # the teacher never demonstrates the held-out loophole
             pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
-        eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p)
+        eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p, cfg.sampler)
         if cfg.resume:
             load_checkpoint(out, model, opt, sched, state, gate)
             metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
@@ -653,7 +656,10 @@ def _run(cfg: Config, out: Path) -> dict:
             metrics.append(m)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(m) + "\n")
-            tqdm.write(format_row(m))
+            tqdm.write(format_row(m) + ("  no-op" if m["noop"] else ""))
+            if m["noop"] and not any(x.get("noop") for x in metrics[:-1]):
+                logger.warning(f"step {step} is a no-op: every group had zero reward variance, so no policy gradient "
+                               "(rows marked 'no-op'; the count is logged at the end)")
             logger.debug(json.dumps(m))
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 ev = eval_row(evaluate(model, tok, *eval_args))
@@ -664,6 +670,12 @@ def _run(cfg: Config, out: Path) -> dict:
 
         final_all = evaluate(model, tok, *eval_args, variants=cfg.eval_variants)
     final = eval_row(final_all)
+    noop_steps = sum(bool(m.get("noop")) for m in metrics)
+    if noop_steps > len(metrics) / 2:
+        logger.warning(f"{noop_steps}/{len(metrics)} steps were no-ops (every group had zero reward variance): "
+                       "most of this run trained nothing")
+    else:
+        logger.info(f"{noop_steps}/{len(metrics)} no-op steps")
     with (out / "eval.jsonl").open("a") as f:
         f.write(json.dumps({"step": cfg.steps, **final}) + "\n")
 
@@ -681,6 +693,7 @@ def _run(cfg: Config, out: Path) -> dict:
         final_eval=final,
         final_eval_variants={k: eval_row({"sampled/deploy": v}) for k, v in final_all.items()},
         train_last5=last_means(metrics),
+        noop_steps=noop_steps,
         basis_report=basis_report,
         warm_start=warm_report,
         cin_null=cin_null(basis, knobs),
