@@ -41,7 +41,7 @@ CONTROL_ARMS: dict[str, list[str]] = {
     "erase/nonhack": ["--arm", "erase", "--basis", "nonhack"],
     # baselines
     "rebound": ["--arm", "none", "--rebound-alpha", "0.5", "--label", "rebound"],
-    "oracle-penalty": ["--arm", "none", "--oracle-penalty", "3.0", "--label", "oracle-penalty"],
+    "oracle-penalty": ["--arm", "none", "--monitor", "gt", "--monitor-penalty", "3.0", "--label", "oracle-penalty"],
     # generalisation to an unseen loophole: basis and teacher pool without it
     f"none/real lomo:{LOMO_MODE}": ["--arm", "none", "--heldout-mode", LOMO_MODE, "--label", f"none/real lomo:{LOMO_MODE}"],
     f"erase/real lomo:{LOMO_MODE}": ["--arm", "erase", "--heldout-mode", LOMO_MODE, "--label", f"erase/real lomo:{LOMO_MODE}"],
@@ -58,7 +58,24 @@ CONTROL_ARMS: dict[str, list[str]] = {
     "erase/real no_gate": ["--arm", "erase", "--gate", "no_gate", "--label", "erase/real no_gate"],
     "erase/real reverse": ["--arm", "erase", "--gate", "reverse", "--label", "erase/real reverse"],
 }
-ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS}}
+# The public benchmark's own interventions (issue 16). Penalty 3.0 = the pass bonus, as in oracle-penalty: a flagged
+# hack earns no more than a compiling non-answer. gt arms read ground-truth labels of live rollouts: ORACLE.
+_MONITOR_OVERRIDES: dict[str, list[str]] = {
+    # H: ORACLE monitor, 90% accurate, penalty: how much of the oracle bound survives realistic label noise
+    "gt90-penalty": ["--monitor", "gt", "--monitor-accuracy", "0.9", "--monitor-penalty", "3.0"],
+    # H: ORACLE monitor, 90% accurate, screening: dropping flagged rollouts vs penalising them at the same noise
+    "gt90-screen": ["--monitor", "gt", "--monitor-accuracy", "0.9", "--monitor-use", "screen"],
+    # H: ORACLE monitor, 70% accurate, penalty: does a weak monitor still suppress hacking (or teach evasion of it)?
+    "gt70-penalty": ["--monitor", "gt", "--monitor-accuracy", "0.7", "--monitor-penalty", "3.0"],
+    # H: a linear probe from the same pairs as the basis (equal label budget), as a penalty: does projection beat it?
+    "probe-penalty": ["--monitor", "probe", "--monitor-penalty", "3.0"],
+    # H: the same probe, screening flagged rollouts out of their group
+    "probe-screen": ["--monitor", "probe", "--monitor-use", "screen"],
+    # H: inoculation prompting (no labels at all): permitting the loophole in training keeps hacking out of deployment
+    "inoculation": ["--inoculation"],
+}
+BASELINE_ARMS = {label: ["--arm", "none", *overrides, "--label", label] for label, overrides in _MONITOR_OVERRIDES.items()}
+ARMS_BY_PRESET = {"micro": {**METHOD_ARMS, **CONTROL_ARMS, **BASELINE_ARMS}}
 # Follow-ups to the main sweep (`--diagnostics`, written to outputs/<preset>-diag): is the basis too small, or too far
 # from the training distribution? "problems:train" pairs are the training problems' canonical hacks vs references,
 # i.e. the teacher's own hack templates: in-distribution by construction, not the authored pairs (see the journal).
