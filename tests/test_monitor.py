@@ -197,6 +197,9 @@ def test_monitor_arm_runs_and_penalises_or_screens_exactly_the_flagged_rows(tmp_
 
     def backward(model, rows_adv, *a):
         record["trained"] += [id(r) for r, _, _ in rows_adv]
+        # each group's advantages sum to 0 over the rows it kept, so a screened row that still counted in its
+        # group's mean (then left out of the loss) would show as a non-zero sum
+        assert abs(sum(adv for _, adv, _ in rows_adv)) < 1e-9
         return real_backward(model, rows_adv, *a)
 
     monkeypatch.setattr(train, "shape_rewards", shape)
@@ -208,3 +211,15 @@ def test_monitor_arm_runs_and_penalises_or_screens_exactly_the_flagged_rows(tmp_
     assert flagged, "some row must be flagged or the test walks nothing"
     if overrides["monitor_use"] == "screen":
         assert record["trained"] and not flagged & set(record["trained"])
+
+
+def test_resuming_a_run_saved_with_oracle_penalty_spells_it_as_the_gt_monitor(tmp_path, monkeypatch):
+    import json
+
+    raw = json.loads(json.dumps(dataclasses.asdict(QUICK)))
+    for k in ("monitor", "monitor_use", "monitor_accuracy", "monitor_penalty", "probe_kind", "probe_layer", "inoculation"):
+        raw.pop(k)
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "oracle_penalty": 3.0}))
+    monkeypatch.setattr("sys.argv", ["train", "--resume", str(tmp_path)])
+    cfg = train.resume_config()
+    assert (cfg.monitor, cfg.monitor_accuracy, cfg.monitor_use, cfg.monitor_penalty) == ("gt", 1.0, "penalty", 3.0)

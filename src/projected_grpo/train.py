@@ -6,7 +6,8 @@
 
 One step, top to bottom (see `train_step`):
   1. pick prompts; sample a student group per prompt (quarantine ablated: rollouts come from the model that ships)
-  2. add teacher rows (frozen pool of graded hack and solve completions), grade everything in the sandbox
+  2. add teacher rows (frozen pool of graded hack and solve completions), grade everything in the sandbox, shape the
+     rewards (`shape_rewards`: a monitor's penalty or screening, the rebound penalty)
   3. Dr.GRPO advantage = reward - group mean (no std); zero-variance groups carry no signal and are skipped
   4. loss = token sum / (rows x max_new x prompts), PPO-clipped, optional K3 KL to the zeroed-adapter reference;
      teacher and student parts are backpropagated separately so their hack alignment (cin_t, cin_s) is logged
@@ -753,6 +754,10 @@ def resume_config() -> Config:
     if not saved.exists():
         sys.exit(f"--resume {run_dir}: no config.json there (not a run directory)")
     raw = json.loads(saved.read_text())
+    if "oracle_penalty" in raw:  # runs saved before the monitor fields: the same arm, spelled the new way
+        penalty = raw.pop("oracle_penalty")
+        if penalty:
+            raw.update(monitor="gt", monitor_penalty=penalty)
     raw["warm"] = WarmStartConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["warm"].items()})
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     steps = int(args[args.index("--steps") + 1]) if "--steps" in args else cfg.steps
