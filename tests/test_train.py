@@ -54,7 +54,7 @@ def test_arm_runs_and_only_route_fills_the_quarantine(tmp_path, arm):
 
 def test_baselines_and_variants_run(tmp_path):
     """Rebound penalty, oracle penalty, leave-one-mode-out, refresh and gated routing walk their code paths."""
-    summary, out = quick(tmp_path, rebound_alpha=0.5, oracle_penalty=3.0, heldout_mode="exit_code", refresh_every=1, steps=2)
+    summary, out = quick(tmp_path, rebound_alpha=0.5, monitor="gt", monitor_penalty=3.0, heldout_mode="exit_code", refresh_every=1, steps=2)
     assert summary["oracle"] is True and summary["heldout_mode"] == "exit_code"
     assert all(r["concept"] is not None for r in metrics_of(out))
     summary, out = quick(tmp_path, arm="route", gated=True, gate_basis="random", steps=2, overwrite=True)

@@ -42,7 +42,7 @@ CONTROL_ARMS: dict[str, list[str]] = {
     "erase/nonhack": ["--arm", "erase", "--basis", "nonhack"],
     # baselines
     "rebound": ["--arm", "none", "--rebound-alpha", "0.5", "--label", "rebound"],
-    "oracle-penalty": ["--arm", "none", "--oracle-penalty", "3.0", "--label", "oracle-penalty"],
+    "oracle-penalty": ["--arm", "none", "--monitor", "gt", "--monitor-penalty", "3.0", "--label", "oracle-penalty"],
     # generalisation to an unseen loophole: basis and teacher pool without it
     f"none/real lomo:{LOMO_MODE}": ["--arm", "none", "--heldout-mode", LOMO_MODE, "--label", f"none/real lomo:{LOMO_MODE}"],
     f"erase/real lomo:{LOMO_MODE}": ["--arm", "erase", "--heldout-mode", LOMO_MODE, "--label", f"erase/real lomo:{LOMO_MODE}"],

@@ -6,7 +6,8 @@
 
 One step, top to bottom (see `train_step`):
   1. pick prompts; sample a student group per prompt (quarantine ablated: rollouts come from the model that ships)
-  2. add teacher rows (frozen pool of graded hack and solve completions), grade everything in the sandbox
+  2. add teacher rows (frozen pool of graded hack and solve completions), grade everything in the sandbox, shape the
+     rewards (`shape_rewards`: a monitor's penalty or screening, the rebound penalty)
   3. Dr.GRPO advantage = reward - group mean (no std); zero-variance groups carry no signal and are skipped
   4. loss = token sum / (rows x max_new x prompts), PPO-clipped, optional K3 KL to the zeroed-adapter reference;
      teacher and student parts are backpropagated separately so their hack alignment (cin_t, cin_s) is logged
@@ -41,6 +42,7 @@ from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
 from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
 from projected_grpo.gating import QuantileGate
+from projected_grpo.monitor import Probe, fit_probe, noisy_labels
 from projected_grpo.proj import Projector, UpdateProjector
 from projected_grpo.rebound import concept_direction, concept_layer, concept_scores
 from projected_grpo.rewards import Grader
@@ -90,7 +92,14 @@ class Config:
     gate_quantile: float = 0.1  # top q of scores: quarantine only; the next q: both adapters
     # baselines and controls (issue: negative controls)
     rebound_alpha: float = 0.0  # advantage-level baseline: reward -= alpha * max(0, concept score)
-    oracle_penalty: float = 0.0  # ORACLE upper bound: reward -= penalty on rollouts the oracle labels hacked
+    # monitors (the benchmark's baselines, monitor.py): flag rollouts, then penalise them or screen them out
+    monitor: Literal["none", "gt", "probe"] = "none"  # gt: ORACLE (true hack labels); probe: linear probe on the pairs
+    monitor_use: Literal["penalty", "screen"] = "penalty"  # reward -= monitor_penalty | drop from the GRPO group
+    monitor_accuracy: float = 1.0  # gt only: each true label flipped with probability 1 - accuracy (1.0: the oracle)
+    monitor_penalty: float = 1.0
+    probe_kind: Literal["mass_mean", "logreg"] = "logreg"
+    probe_layer: float = 0.66  # depth fraction of the probed hidden state
+    inoculation: bool = False  # training prompts only: a system-prompt line permitting the loophole
     heldout_mode: str | None = None  # leave-one-mode-out: basis pairs and teacher pool exclude this loophole
     # GRPO
     steps: int = 30
@@ -200,6 +209,12 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown --heldout-mode {cfg.heldout_mode!r}; expected one of {LOOPHOLE_MODES}")
     if not 0 <= cfg.eval_frac < 1:
         raise ValueError(f"--eval-frac must be in [0, 1), got {cfg.eval_frac}")
+    if not 0 <= cfg.monitor_accuracy <= 1:
+        raise ValueError(f"--monitor-accuracy must be in [0, 1], got {cfg.monitor_accuracy}")
+    if cfg.monitor_accuracy != 1.0 and cfg.monitor != "gt":
+        raise ValueError(f"--monitor-accuracy applies to --monitor gt only (got --monitor {cfg.monitor})")
+    if not 0 < cfg.probe_layer <= 1:
+        raise ValueError(f"--probe-layer is a depth fraction in (0, 1], got {cfg.probe_layer}")
 
 
 def check_targets(cfg: Config) -> None:
@@ -242,15 +257,45 @@ def default_out_dir(cfg: Config) -> Path:
 # ── the GRPO step ──────────────────────────────────────────────────────────────────────────────────
 
 
-def advantages(rewards: list[float], group_sizes: list[int]) -> list[float]:
-    """Dr.GRPO: reward minus its group's mean, no std normalisation."""
+def advantages(rewards: list[float], group_sizes: list[int], dropped: list[bool] | None = None) -> list[float]:
+    """Dr.GRPO: reward minus its group's mean, no std normalisation. `dropped` rows (screened by a monitor) leave
+    their group before the mean is taken and get advantage 0; a group left with one row has no signal."""
+    dropped = dropped or [False] * len(rewards)
     out, i = [], 0
     for n in group_sizes:
-        rs = rewards[i : i + n]
-        mean = sum(rs) / n
-        out += [r - mean for r in rs]
+        kept = [r for r, d in zip(rewards[i : i + n], dropped[i : i + n], strict=True) if not d]
+        mean = sum(kept) / len(kept) if kept else 0.0
+        out += [0.0 if d else r - mean for r, d in zip(rewards[i : i + n], dropped[i : i + n], strict=True)]
         i += n
     return out
+
+
+def shape_rewards(step, cfg, model, tok, rows: list[Row], grades, teacher_flags: list[bool], monitor: Probe | None, rebound):
+    """Every change to the grader's reward, in one place: the monitor's penalty or screening, then rebound.
+
+    Returns (rewards, screened rows, metrics). The true hack labels of live rollouts reach training only through
+    the gt monitor (ORACLE); for the probe they are used for the `monitor_agree` metric alone."""
+    rewards = [g.reward for g in grades]
+    screened = [False] * len(rows)
+    metrics: dict = {}
+    if cfg.monitor != "none":
+        hacked = [g.hacked for g in grades]
+        if cfg.monitor == "gt":  # ORACLE: reads the ground-truth hack label of live rollouts
+            flags = noisy_labels(hacked, cfg.monitor_accuracy, cfg.seed, step)
+        else:
+            flags = monitor.flags(model, rows, tok.pad_token_id)
+        if cfg.monitor_use == "penalty":
+            rewards = [r - cfg.monitor_penalty * f for r, f in zip(rewards, flags, strict=True)]
+        else:
+            screened = flags
+        student = [(f, h) for f, h, t in zip(flags, hacked, teacher_flags, strict=True) if not t]
+        metrics["flagged"] = mean([f for f, _ in student])
+        metrics["monitor_agree"] = mean([f == h for f, h in student])
+    if cfg.rebound_alpha:
+        concept = concept_scores(model, rows, tok.pad_token_id, *rebound)
+        rewards = [r - cfg.rebound_alpha * max(0.0, c) for r, c in zip(rewards, concept, strict=True)]
+        metrics["concept"] = mean(concept)
+    return rewards, screened, metrics
 
 
 def grpo_loss(model, rows: list[Row], adv: list[float], normaliser: float, cfg: Config, pad_id: int):
@@ -280,10 +325,10 @@ class State:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate) -> dict:
+def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate, monitor=None) -> dict:
     t0 = time.time()
     problems = state.rng.sample(train_problems, min(cfg.prompts_per_step, len(train_problems)))
-    prompts = [render_prompt(tok, p) for p in problems]
+    prompts = [render_prompt(tok, p, inoculation=cfg.inoculation) for p in problems]
 
     # 1. student rollouts from the deployed model (quarantine ablated)
     model.eval()
@@ -300,18 +345,12 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         is_teacher.append([False] * len(rows) + [True] * len(teacher))
     flat = [(p, r) for p, rows in zip(problems, groups, strict=True) for r in rows]
     grades = grader.grade_many([(p, r.text) for p, r in flat])
-    rewards = [g.reward for g in grades]
-    if cfg.oracle_penalty:  # ORACLE: reads the ground-truth hack label of live rollouts; impossible on a new env
-        rewards = [r - cfg.oracle_penalty * g.hacked for r, g in zip(rewards, grades, strict=True)]
-    concept = None
-    if cfg.rebound_alpha:
-        concept = concept_scores(model, [r for _, r in flat], tok.pad_token_id, *rebound)
-        rewards = [r - cfg.rebound_alpha * max(0.0, c) for r, c in zip(rewards, concept, strict=True)]
-
-    # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them)
-    adv = advantages(rewards, [len(g) for g in groups])
     teacher_flags = [t for ts in is_teacher for t in ts]
-    keep = [i for i, a in enumerate(adv) if a != 0 or cfg.kl_coef > 0]
+    rewards, screened, shaping = shape_rewards(step, cfg, model, tok, [r for _, r in flat], grades, teacher_flags, monitor, rebound)
+
+    # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them); screened rows none
+    adv = advantages(rewards, [len(g) for g in groups], screened)
+    keep = [i for i, a in enumerate(adv) if (a != 0 or cfg.kl_coef > 0) and not screened[i]]
     normaliser = float(max(len(g) for g in groups) * cfg.max_new * len(groups))
 
     # 4. backward: by part (teacher, then student) so cin_t and cin_s are measured on each alone, or per rollout
@@ -356,7 +395,9 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         b_hack_norm=math.sqrt(sum(float(q.detach().float().pow(2).sum()) for _, q in knobs.values())),
         skipped=len(flat) - len(keep),
         noop=not any(adv),  # every group had zero reward variance: no policy gradient this step
-        concept=mean(concept) if concept else None,
+        concept=shaping.get("concept"),
+        flagged=shaping.get("flagged"),
+        monitor_agree=shaping.get("monitor_agree"),
         seconds=time.time() - t0,
     )
 
@@ -615,6 +656,10 @@ def _run(cfg: Config, out: Path) -> dict:
     if cfg.rebound_alpha:
         layer = concept_layer(model)
         rebound = (layer, *concept_direction(model, tok, pairs, layer))
+    monitor = None
+    if cfg.monitor == "probe":  # fitted once, here, on the warm-started base model (see fit_probe), like the basis
+        monitor = fit_probe(model, tok, pairs, cfg.probe_kind, cfg.probe_layer, ecfg.holdout_frac, cfg.seed)
+        logger.info(f"probe monitor: {monitor.report}")
     state = State(rng=random.Random(cfg.seed))
     metrics_path = out / "metrics.jsonl"
     metrics: list[dict] = []
@@ -647,7 +692,7 @@ def _run(cfg: Config, out: Path) -> dict:
                 if cfg.refresh_every and step > 1 and (step - 1) % cfg.refresh_every == 0:
                     basis, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
                     proj, update_proj = make_projectors(cfg, knobs, basis)
-                m = train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate)
+                m = train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate, monitor)
             except NonFiniteError:  # raised before opt.step(): the weights are those of the last completed step
                 save_checkpoint(out, model, opt, sched, state, gate)
                 logger.warning(f"stopped after step {state.step}; checkpoint saved in {out / 'ckpt'}")
@@ -687,7 +732,9 @@ def _run(cfg: Config, out: Path) -> dict:
         preset=cfg.preset,
         steps=cfg.steps,
         wall_s=time.time() - t_start,
-        oracle=cfg.oracle_penalty > 0,
+        oracle=cfg.monitor == "gt",
+        monitor=cfg.monitor,
+        probe=monitor.report if monitor else None,
         heldout_mode=cfg.heldout_mode,
         initial_eval=initial,
         final_eval=final,
@@ -782,6 +829,10 @@ def resume_config() -> Config:
     if not saved.exists():
         sys.exit(f"--resume {run_dir}: no config.json there (not a run directory)")
     raw = json.loads(saved.read_text())
+    if "oracle_penalty" in raw:  # runs saved before the monitor fields: the same arm, spelled the new way
+        penalty = raw.pop("oracle_penalty")
+        if penalty:
+            raw.update(monitor="gt", monitor_penalty=penalty)
     raw["warm"] = WarmStartConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["warm"].items()})
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     steps = int(args[args.index("--steps") + 1]) if "--steps" in args else cfg.steps
