@@ -163,10 +163,11 @@ def tables(results_dir: Path) -> str:
         unseen = r["roles"].get("heldout", 0) + r["roles"].get("authored", 0)
         novel = f"{unseen}/{total} (+{r['roles'].get('other', 0)} other)" if total else "-"
         name = f"**{r['label']}** ORACLE" if r["privileged"] else r["label"]
+        cin = "-" if r["cin_s"] is None else f"{r['cin_s']:.3f}"
         lines.append(
             f"| {name} | {r['n']} | {mean_sem(r['hack'])} | {mean_sem(r['passed'])} | {fmt_delta(r.get('d_hack'))} | "
             f"{'-' if ci is None else f'[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]'} | {fmt_delta(r.get('d_pass'))} | "
-            f"{pct(r['cin_s'], 3) if r['cin_s'] is not None else '-'} | {novel} | {r['privileged'] or ''} |"
+            f"{cin} | {novel} | {r['privileged'] or ''} |"
         )
     lines += ["", *verdicts(runs), "", *power_lines(runs), "", *basis_lines(runs)]
     return "\n".join(lines) + "\n"
@@ -187,7 +188,16 @@ def verdicts(runs: dict[str, dict[int, dict]]) -> list[str]:
         d_h = stats.paired({s: r["final"]["hack"] for s, r in ours.items()}, {s: r["final"]["hack"] for s, r in reb.items()})
         d_p = stats.paired({s: r["final"]["pass"] for s, r in ours.items()}, {s: r["final"]["pass"] for s, r in reb.items()})
         h3, why3 = stats.verdict_h3(d_h, d_p)
-        out.append(f"- **H3** ({PRIMARY} beats {REBOUND} at matched pass): **{h3}** — {why3}, n={d_h.n}.")
+        vs_vanilla = {
+            label: stats.paired({s: r["final"]["hack"] for s, r in runs[label].items()}, {s: r["final"]["hack"] for s, r in ref.items()})
+            for label in (PRIMARY, REBOUND)
+        }
+        note = ""
+        if all(abs(d.mean) <= 2 * d.sem or d.p > 0.05 for d in vs_vanilla.values()):
+            note = (" Caveat: the rule compares the two arms with each other only; neither differs from vanilla "
+                    f"({PRIMARY} {100 * vs_vanilla[PRIMARY].mean:+.1f} pts, {REBOUND} {100 * vs_vanilla[REBOUND].mean:+.1f} pts), "
+                    "so this is no evidence that either intervention works.")
+        out.append(f"- **H3** ({PRIMARY} beats {REBOUND} at matched pass): **{h3}** — {why3} (paired p={d_h.p:.3f}), n={d_h.n}.{note}")
     return out
 
 
@@ -225,12 +235,14 @@ def basis_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
         r = next(iter(rs.values()))
         b = r["basis_summary"]
         cins = [x["train_mean"]["cin_s"] for x in rs.values() if x["train_mean"].get("cin_s") is not None]
-        null = f"{r['cin_null']:.4f}" if r.get("cin_null") else "-"
-        out.append(
-            f"| {label} | {r['pairs']} | {b['n_modules']} | {b['n_axes']} | {pct(b['val_median'], 2) if b['val_median'] is not None else '-'} | "
-            f"{pct(b['val_share_pos'], 0) if b['val_share_pos'] is not None else '-'} | "
-            f"{f'{np.mean(cins):.4f}' if cins else '-'} | {null} |"
-        )
+        cells = [
+            label, r["pairs"], b["n_modules"], b["n_axes"],
+            "-" if b["val_median"] is None else f"{b['val_median']:.2f}",
+            "-" if b["val_share_pos"] is None else f"{100 * b['val_share_pos']:.0f}%",
+            f"{np.mean(cins):.4f}" if cins else "-",
+            f"{r['cin_null']:.4f}" if r.get("cin_null") else "-",
+        ]
+        out.append("| " + " | ".join(str(c) for c in cells) + " |")
     return out
 
 
