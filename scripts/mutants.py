@@ -5,11 +5,12 @@ stops before running anything: a mutant whose pattern no longer matches would ot
 The copy is the working tree's files (`git ls-files -co --exclude-standard`, so no `.cache`: a mutated extractor
 never writes into the real basis cache). First the selected tests run on the unmutated copy (they must pass),
 then each mutant runs its own fast subset (`pytest -x`, BEARTYPE=1, with a timeout). A mutant is caught when
-its tests fail (or time out); the score is caught / all. Exit 0 only when every mutant is caught.
+its tests fail; a run past --timeout counts as NOT caught (on a starved machine a surviving mutant could
+time out too: rerun it with a larger --timeout). The score is caught / all; exit 0 only when all are caught.
 
-    PYTHONPATH=$PWD/src nice -n 19 .venv/bin/python scripts/mutants.py            # all (~15 min on 2 busy cores)
-    PYTHONPATH=$PWD/src .venv/bin/python scripts/mutants.py --only kl_subtracted adv_global_mean
-    PYTHONPATH=$PWD/src .venv/bin/python scripts/mutants.py --list
+    nice -n 19 .venv/bin/python scripts/mutants.py             # all, or `just mutants`
+    .venv/bin/python scripts/mutants.py --only kl_subtracted adv_global_mean
+    .venv/bin/python scripts/mutants.py --list
 
 `issue` marks the 16 bugs of issue 19's table (5 once uncaught, 11 caught); the rest are extra realistic bugs in
 the same code. Keep this list in step with the code: when a pattern stops matching, rewrite the mutant for the
@@ -38,7 +39,7 @@ EVAL = ("tests/test_evaluate.py",)
 ORIENT = ("tests/test_extract_orientation.py",)
 PROJ = ("tests/test_proj_properties.py", "tests/test_proj.py", "scripts/verify_proj.py")
 ADAPTER = ("tests/test_adapter.py", "scripts/verify_adapter.py::test_contexts", "scripts/verify_adapter.py::test_gradient_reaches_knobs_only")
-EXTRACT = ("tests/test_extract.py", "scripts/verify_extract.py")
+EXTRACT = ("scripts/verify_extract.py", "tests/test_extract.py")
 REWARDS = ("tests/test_rewards.py", "scripts/verify_rewards.py")
 
 
@@ -90,7 +91,7 @@ MUTANTS = [
            ((f"{PKG}/extract.py", "keep = (S >= floor) & (S > null)", "keep = S > null"),), EXTRACT, issue=True),
     Mutant("nonhack_is_real", "the nonhack placebo contrasts hack with clean (it becomes the real basis)",
            ((f"{PKG}/extract.py", "oriented_axes(g_clean[m] - g_clean[m][partner], V.shape[0])",
-             "oriented_axes(g_hack[m] - g_clean[m], V.shape[0])"),), EXTRACT, issue=True),
+             "oriented_axes(g_hack[m] - g_clean[m], V.shape[0])"),), ORIENT + EXTRACT, issue=True),
     Mutant("oracle_not_type_exact", "the oracle compares with == (True passes for 1, 1.0 for 1)",
            ((f"{PKG}/rewards.py", "return exact_key(result) == exact_key(expected)", "return result == expected"),),
            REWARDS, issue=True),
@@ -125,7 +126,7 @@ MUTANTS = [
 @dataclass
 class Args:
     only: tuple[str, ...] = ()  # mutant names (default: all)
-    timeout: float = 600.0  # seconds per pytest run; a run past it counts as caught (flagged "timeout")
+    timeout: float = 900.0  # wall seconds per pytest run; a run past it counts as not caught (flagged "timeout")
     list: bool = False  # print the mutants and exit
     baseline: bool = True  # first run the selected tests unmutated (they must pass)
     keep: bool = False  # keep the temporary copy (its path is printed)
@@ -224,9 +225,10 @@ def main(args: Args) -> int:
             finally:
                 for path, text in originals.items():
                     path.write_text(text)
-            caught = status in ("fail", "timeout")
+            caught = status == "fail"
             rows.append((m, caught, status, secs, first))
-            print(f"{'caught' if caught else 'MISSED':6} {m.name:34} {secs:5.0f} s  {first}", flush=True)
+            label = "caught" if caught else "TIMEOUT" if status == "timeout" else "MISSED"
+            print(f"{label:7} {m.name:34} {secs:5.0f} s  {first}", flush=True)
     finally:
         if args.keep:
             print(f"copy kept in {tmp}")
@@ -235,7 +237,7 @@ def main(args: Args) -> int:
 
     print("\n| mutant | in issue 19 | caught | s | first failing test |\n|---|---|---|---|---|")
     for m, caught, status, secs, first in rows:
-        mark = {"fail": "yes", "timeout": "timeout"}.get(status, f"**NO** ({status})")
+        mark = "yes" if status == "fail" else f"**NO** ({status})"
         print(f"| `{m.name}`: {m.what} | {'yes' if m.issue else ''} | {mark} | {secs:.0f} | {first} |")
     for label, sel in (("issue 19's table", [r for r in rows if r[0].issue]), ("all", rows)):
         if sel:

@@ -1,7 +1,8 @@
 """The basis points hack-ward end to end: from pairs through `extract_basis` to the sign of V.
 
 - Planted: per-pair gradients with hack = clean + a_i u (a_i > 0) fed through `extract_basis` (only `pair_grads`
-  is replaced): the top axis is +u, not -u, and held-out validation is positive.
+  is replaced): the top axis is +u, not -u, and held-out validation is positive. The placebos on the same
+  gradients: random and nonhack miss u, shuffled spans it (the documented caveat).
 - Behaviour on the tiny Qwen3: moving the knobs down +V (a descent step on a hack-ward gradient) makes the
   training pairs' hack completions more likely relative to their clean ones.
 - The authored pairs on the tiny Qwen3: held-out validation has a positive median (a cheap stand-in for the
@@ -64,6 +65,23 @@ def test_planted_direction_is_oriented_hackward_and_validates(monkeypatch):
     val = report["validation"]
     assert report["n_heldout"] == 4 and val["n_modules"] == len(DIMS)
     assert val["median"] > 0.9 and val["share_pos"] == 1.0 and val["ok"], val
+
+
+def test_placebos_on_planted_grads_miss_or_keep_the_hack_direction_as_documented(monkeypatch):
+    """random and nonhack (clean vs clean) carry no planted direction; shuffled spans it with coin-flip signs."""
+    pairs = toy_pairs(16)
+    grads, dirs = planted_grads(pairs, seed=1)
+
+    def fake_pair_grads(model, tokenizer, ps, side, batch_size=8):
+        i = 1 if side == "hack" else 0
+        return {m: torch.stack([grads[p.id][m][i] for p in ps]) for m in DIMS}
+
+    monkeypatch.setattr(extract, "pair_grads", fake_pair_grads)
+    for kind in ("random", "nonhack", "shuffled"):
+        basis, _ = extract_basis(nn.Module(), None, pairs, ExtractConfig(k=1, floor_quantile=0.0, basis=kind))
+        for m, V in basis.items():
+            cos = abs((V[0] @ dirs[m]).item())
+            assert (cos > 0.95) if kind == "shuffled" else (cos < 0.6), f"{kind} placebo, {m}: |cos| with u = {cos:.3f}"
 
 
 def pair_margin(model, tok, pairs: list[Pair]) -> float:
