@@ -164,7 +164,7 @@ def stale(m: Mutant, root: Path) -> list[str]:
     return out
 
 
-def pytest(root: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+def run_pytest(root: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
     """(status, seconds, first failing test) for `pytest -x tests` in root: status 'pass', 'fail' or 'timeout'."""
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "BEARTYPE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-W", "ignore", *tests]
@@ -212,7 +212,7 @@ def main(args: Args) -> int:
         copy_repo(tmp)
         if args.baseline:
             tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
-            status, secs, first = pytest(tmp, tests, args.timeout * 2)
+            status, secs, first = run_pytest(tmp, tests, args.timeout * 2)
             print(f"baseline (unmutated, {len(tests)} test paths): {status} in {secs:.0f} s {first}", flush=True)
             if status != "pass":
                 print("the tests fail without any mutant: fix that first, the score would mean nothing", file=sys.stderr)
@@ -221,7 +221,7 @@ def main(args: Args) -> int:
         for m in chosen:
             originals = apply(tmp, m)
             try:
-                status, secs, first = pytest(tmp, m.tests, args.timeout)
+                status, secs, first = run_pytest(tmp, m.tests, args.timeout)
             finally:
                 for path, text in originals.items():
                     path.write_text(text)
