@@ -22,6 +22,10 @@ test *ARGS:
 check:
     BEARTYPE=1 python -m pytest scripts
 
+# mutation check: realistic bugs put into a copy one at a time; each must fail its tests (NAMES: --only a b)
+mutants *ARGS:
+    python scripts/mutants.py {{ARGS}}
+
 # CPU model organism of reward hacking (warm-started small Qwen3, minutes per run)
 micro *ARGS:
     CUDA_VISIBLE_DEVICES= python -m projected_grpo.train micro {{ARGS}}
