@@ -52,7 +52,7 @@ def test_planted_direction_is_oriented_hackward_and_validates(monkeypatch):
     pairs = toy_pairs(16)
     grads, dirs = planted_grads(pairs)
 
-    def fake_pair_grads(model, tokenizer, ps, side, batch_size=8):
+    def fake_pair_grads(model, tokenizer, ps, side, batch_size=8, skips=None):
         i = 1 if side == "hack" else 0
         return {m: torch.stack([grads[p.id][m][i] for p in ps]) for m in DIMS}
 
@@ -72,7 +72,7 @@ def test_placebos_on_planted_grads_miss_or_keep_the_hack_direction_as_documented
     pairs = toy_pairs(16)
     grads, dirs = planted_grads(pairs, seed=1)
 
-    def fake_pair_grads(model, tokenizer, ps, side, batch_size=8):
+    def fake_pair_grads(model, tokenizer, ps, side, batch_size=8, skips=None):
         i = 1 if side == "hack" else 0
         return {m: torch.stack([grads[p.id][m][i] for p in ps]) for m in DIMS}
 
