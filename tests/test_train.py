@@ -156,3 +156,23 @@ def test_existing_run_is_never_overwritten_silently(tmp_path):
     quick(tmp_path, steps=1)
     with pytest.raises(ValueError, match="already holds a run"):
         quick(tmp_path, steps=1)
+
+
+def test_bf16_base_runs_and_resumes_exactly(tmp_path):
+    """The GPU's dtype on CPU: a bf16 base with fp32 knobs trains (erase, so the projection runs), and a run
+    stopped at its checkpoint and resumed matches the uninterrupted one bit for bit."""
+    common = dict(dtype="bf16", arm="erase", steps=4, ckpt_every=2)
+    summary, full = quick(tmp_path / "full", **common)
+    assert summary["steps"] == 4
+    knobs = load_knobs_tensors(full)
+    assert {t.dtype for t in knobs.values()} == {torch.float32}
+    assert any(t.abs().sum() > 0 for t in knobs.values()), "the knobs never moved"
+    _, part = quick(tmp_path / "part", **(common | {"steps": 2}))
+    train.run(dataclasses.replace(QUICK, **common, out_dir=str(part), cache_dir=str(REPO / ".cache"), resume=str(part)))
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip(metrics_of(part)) == strip(metrics_of(full))
+    resumed = load_knobs_tensors(part)
+    assert all(torch.equal(knobs[k], resumed[k]) for k in knobs)

@@ -78,8 +78,10 @@ class LoRALinear(nn.Module):
         self.base, self.cfg = base, cfg
         self.enabled, self.use_quarantine = True, True
         # A in fp32 from a per-module generator on CPU (reproducible across devices), fp32 like the knobs.
-        A = torch.empty(cfg.rank, d_in)
-        nn.init.orthogonal_(A, generator=torch.Generator().manual_seed(_module_seed(cfg.seed, name)))
+        # On the meta device (a skeleton for planning) there is nothing to initialise.
+        A = torch.empty(cfg.rank, d_in, device="meta" if w.is_meta else "cpu")
+        if not w.is_meta:
+            nn.init.orthogonal_(A, generator=torch.Generator().manual_seed(_module_seed(cfg.seed, name)))
         self.register_buffer("A", A.to(w.device), persistent=False)
         self.B = nn.Parameter(torch.zeros(d_out, cfg.rank, device=w.device, dtype=KNOB_DTYPE))
         self.B_hack = nn.Parameter(torch.zeros(d_out, cfg.rank, device=w.device, dtype=KNOB_DTYPE))
