@@ -15,14 +15,17 @@ parameter and knob counts are the real architecture's, not a formula's. Bytes on
                fp32 logits work (rows x vocab) and the prefill's widest layer temporaries
   loss         what autograd saves for backward over rows x (prompt + max_new) tokens of the largest backward
                part (student rows, or teacher rows): per layer and token, the two RMSNorm inputs in fp32, the
-               q/k RMSNorm inputs in fp32, the attention's q, k, v, output (k, v repeated to the query heads)
-               and log-sum-exp, the MLP's gate, silu and up, the adapters' rank-r intermediates; the frozen
-               Linears save no input. Plus the completion logits: fp32 saved for the log-softmax, and the
-               reference forward's and the backward's logit-sized temporaries.
+               q/k RMSNorm inputs in fp32, the attention's q, k, v (kv heads), output and log-sum-exp, the
+               MLP's gate, silu and up, the adapters' rank-r intermediates; the frozen Linears save no input
+               (listed from autograd's saved tensors on the tiny model). Plus the completion logits: fp32 saved
+               for the log-softmax, and the reference forward's and the backward's logit-sized temporaries.
 
 peak = weights + adapter + basis + max(generation, loss). The estimate is checked against measured peak
-memory on CPU (tests/test_plan.py). Time is a roofline lower bound from FLOPs and weight reads, printed only
-for a known GPU: HF `generate` runs well above it; scripts/gpu_check.sh measures the real figures.
+memory on CPU (tests/test_plan.py). Not counted: attention kernels that hold rows x heads x T^2 scores (sdpa's
+math kernel, which CPU prefill and padded CPU batches use; flash-attn 2 and CUDA's efficient sdpa do not),
+activation memory of basis extraction and warm start (batches of 8 short sequences), allocator fragmentation.
+Time is a roofline lower bound from FLOPs and weight reads on reference GPUs: HF `generate` runs well above
+it; scripts/gpu_check.sh measures the real figures.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from torch import nn
 from projected_grpo import adapter as adapters
 
 GB = 1e9
-# Logit-sized fp32 buffers alive at the loss's peak, besides the saved fp32 logits (measured on CPU: the
-# reference forward's float copy and log-sum-exp temporaries, or the backward's logits grad; tests/test_plan.py).
-LOGIT_TEMPS = 2
+# Logit-sized fp32 buffers alive at the loss's peak (in backward), besides the saved fp32 logits: the grads of the
+# log-sum-exp and the gather paths and their sum. A 16-bit base adds its own logits (and their grad) in its dtype.
+# Measured on CPU, tiny model, 8 rows x 64 completion tokens: 16.4 bytes per logit in fp32, 19.4 in bf16
+# (plan: 16 and 18); journal 2026-12-02.
+LOGIT_TEMPS = 3
 # bf16 dense tensor-core TFLOP/s and HBM TB/s from the vendors' spec sheets: a lower bound on time, not a forecast.
 GPU_SPECS = {"H200": (989.0, 4.8), "H100": (989.0, 3.35), "A100": (312.0, 2.0)}
 REFERENCE_GPUS = {"H100 80GB": 80e9, "H200 141GB": 141e9}
@@ -179,7 +184,7 @@ def estimate(a: Arch, cfg, prompt_len: int, n_eval: int, dtype: torch.dtype) -> 
     seq = prompt_len + cfg.max_new
     tokens = loss_rows * seq
     activations = tokens * a.layers * per_token_layer
-    logits = loss_rows * cfg.max_new * a.vocab * (4 * (1 + LOGIT_TEMPS) + s)
+    logits = loss_rows * cfg.max_new * a.vocab * (4 * (1 + LOGIT_TEMPS) + (s if s < 4 else 0))
 
     return Plan(
         dtype=str(dtype).removeprefix("torch."), arch=a, prompt_tokens=prompt_len, gen_rows=gen_rows, loss_rows=loss_rows,
