@@ -109,6 +109,7 @@ def skeleton(cfg) -> nn.Module:
 
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(model_config(cfg.model))
+    model.tie_weights()  # on the meta device from_config leaves lm_head untied (4.41B for Qwen3-4B, not 4.02B)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     return model
 
