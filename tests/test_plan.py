@@ -49,7 +49,7 @@ def test_refuses_in_one_line_naming_the_knob(monkeypatch):
 # (model, dtype, prompts, group, max_new, prompt_len): the tiny model is dominated by the completion logits, the
 # 0.6B-shaped one by its weights and activations. Short prompts: on CPU, sdpa's prefill holds rows x heads x
 # prompt^2 scores, which GPU kernels do not and the plan does not count.
-SHAPES = [("tiny-random-qwen3", "fp32", 2, 4, 96, 48), ("tiny-random-qwen3", "bf16", 2, 4, 96, 48),
+SHAPES = [("tiny-random-qwen3", "fp32", 2, 4, 64, 64), ("tiny-random-qwen3", "bf16", 2, 4, 64, 64),
           ("qwen3-0.6b-shape", "fp32", 1, 4, 48, 32)]
 
 
