@@ -30,6 +30,10 @@ mutants *ARGS:
 micro *ARGS:
     CUDA_VISIBLE_DEVICES= python -m projected_grpo.train micro {{ARGS}}
 
+# validate a GPU box: the --plan check, then (with CUDA) 3 fast steps against the plan; exits 0 without CUDA
+gpu-check *ARGS:
+    ./scripts/gpu_check.sh {{ARGS}}
+
 # Qwen3-4B, one GPU, short run
 fast *ARGS:
     python -m projected_grpo.train fast {{ARGS}}

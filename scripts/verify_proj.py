@@ -3,7 +3,8 @@
 - removed lies in span(V); no_gate leaves V g' ~ 0; one_sided never increases a hack-ward coordinate;
   reverse flips V g; preserve_magnitude keeps |g|.
 - route puts exactly `removed` into the quarantine grad (and the deployed grad becomes g - removed), on the
-  lora and svd adapters of the tiny Qwen3 after a real backward.
+  lora and svd adapters of the tiny Qwen3 after a real backward, with the base in fp32 and in bf16; erase on a
+  bf16 base leaves the basis component at fp32 tolerance (the knobs and their grads stay fp32).
 - The Adam bypass: over 20 AdamW steps on gradients with a hack-ward component, projecting only the gradient
   still lets the parameters move along V; projecting the update (UpdateProjector) leaves < 1e-6 relative.
 """
@@ -72,16 +73,37 @@ def test_reverse_flips_the_span_and_preserve_magnitude_keeps_norm():
         torch.testing.assert_close(Gp.norm(dim=1), G.norm(dim=1), atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["lora", "svd"])
-def test_route_on_real_adapters_puts_exactly_removed_in_quarantine(kind, tmp_path):
-    model, tok = load_model("tiny-random-qwen3")
-    wrap(model, AdapterConfig(kind=kind, rank=4, svd_cache_dir=str(tmp_path)))
+def real_grads(kind: str, dtype: str, svd_dir) -> dict:
+    """Knobs of the tiny Qwen3 (base in `dtype`) moved off zero, after one real backward."""
+    model, tok = load_model("tiny-random-qwen3", device="cpu", dtype=dtype)
+    wrap(model, AdapterConfig(kind=kind, rank=4, svd_cache_dir=str(svd_dir)))
     ks = knobs(model)
     with torch.no_grad():  # move off the init so the gradients are generic
         for d, _ in ks.values():
             d.normal_(0, 0.05)
     ids = torch.randint(0, len(tok), (2, 24), generator=torch.Generator().manual_seed(0))
     model(input_ids=ids, labels=ids).loss.backward()
+    assert {p.dtype for p in model.model.embed_tokens.parameters()} == {dict(fp32=torch.float32, bf16=torch.bfloat16)[dtype]}
+    return ks
+
+
+@pytest.mark.parametrize("kind", ["lora", "svd"])
+@pytest.mark.parametrize("gate", ["no_gate", "one_sided"])
+def test_erase_on_a_bf16_base_removes_the_basis_component_to_fp32_tolerance(kind, gate, tmp_path):
+    ks = real_grads(kind, "bf16", tmp_path)
+    basis = {n: haar_stack(1, 2, d.numel(), seed=i)[0] for i, (n, (d, _)) in enumerate(sorted(ks.items()))}
+    g0 = {n: d.grad.detach().clone().reshape(-1).float() for n, (d, _) in ks.items()}
+    assert Projector(ks, basis, gate)("erase")["fired"] > 0
+    for n, (d, _) in ks.items():
+        c = basis[n] @ d.grad.reshape(-1).float()
+        left = c.abs() if gate == "no_gate" else torch.relu(c)  # one_sided keeps the non-hack-ward side
+        assert (left <= 1e-6 * g0[n].norm()).all(), f"{n}: {left.max() / g0[n].norm():.1e} of |g| left along V"
+
+
+@pytest.mark.parametrize("kind", ["lora", "svd"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_route_on_real_adapters_puts_exactly_removed_in_quarantine(kind, dtype, tmp_path):
+    ks = real_grads(kind, dtype, tmp_path)
     names = sorted(ks)
     basis = {n: haar_stack(1, 2, ks[n][0].numel(), seed=i)[0] for i, n in enumerate(names[::2])}  # half the modules
     g0 = {n: d.grad.detach().clone() for n, (d, _) in ks.items()}

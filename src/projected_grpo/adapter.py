@@ -11,6 +11,12 @@ Per target `nn.Linear` (weight W [d_out, d_in], bias b), the base is frozen and 
 Both knobs have the same shape, so the route quarantine is capacity-matched with the deployed knob.
 Both start at zero, so a wrapped model computes exactly what the base model does until it trains.
 
+Dtype: knobs and fixed matrices (A; U, S, Vh) are fp32 whatever the base's dtype. A bf16 knob would round
+away Adam steps smaller than 2^-8 of its value, and the projection's erase/route identities would only hold
+to bf16's ~4e-3; the knobs are a few MB, so fp32 costs nothing. The low-rank term runs in fp32 on x cast up
+(bf16 -> fp32 is exact) and is cast back to the base's dtype when added; autograd saves no fp32 copy of x
+(A and U, Vh need no gradient), only the rank-r intermediate.
+
 Usage:
     wrap(model, AdapterConfig("lora", rank=8))
     for name, (deployed, quarantine) in knobs(model).items(): ...   # deployed.grad is what proj.py edits
@@ -38,6 +44,7 @@ from torch import Tensor, nn
 
 ADAPTER_KINDS = ("lora", "svd")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+KNOB_DTYPE = torch.float32  # knobs and fixed matrices, whatever the base dtype (module docstring)
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,14 @@ class LoRALinear(nn.Module):
         w = base.weight
         self.base, self.cfg = base, cfg
         self.enabled, self.use_quarantine = True, True
-        # A in fp32 from a per-module generator on CPU (reproducible across devices; QR has no bf16), then cast.
-        A = torch.empty(cfg.rank, d_in)
-        nn.init.orthogonal_(A, generator=torch.Generator().manual_seed(_module_seed(cfg.seed, name)))
-        self.register_buffer("A", A.to(w.device, w.dtype), persistent=False)
-        self.B = nn.Parameter(torch.zeros(d_out, cfg.rank, device=w.device, dtype=w.dtype))
-        self.B_hack = nn.Parameter(torch.zeros(d_out, cfg.rank, device=w.device, dtype=w.dtype))
+        # A in fp32 from a per-module generator on CPU (reproducible across devices), fp32 like the knobs.
+        # On the meta device (a skeleton for planning) there is nothing to initialise.
+        A = torch.empty(cfg.rank, d_in, device="meta" if w.is_meta else "cpu")
+        if not w.is_meta:
+            nn.init.orthogonal_(A, generator=torch.Generator().manual_seed(_module_seed(cfg.seed, name)))
+        self.register_buffer("A", A.to(w.device), persistent=False)
+        self.B = nn.Parameter(torch.zeros(d_out, cfg.rank, device=w.device, dtype=KNOB_DTYPE))
+        self.B_hack = nn.Parameter(torch.zeros(d_out, cfg.rank, device=w.device, dtype=KNOB_DTYPE))
 
     def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         y = self.base(x)
@@ -83,11 +92,11 @@ class LoRALinear(nn.Module):
             return y
         B = self.B + self.B_hack if self.use_quarantine else self.B
         # At init B = B_hack = 0, so the added term is exactly 0 and y is bit-identical to the base output.
-        return y + F.linear(F.linear(x, self.A), B)
+        return y + F.linear(F.linear(x.to(KNOB_DTYPE), self.A), B).to(y.dtype)
 
     def per_example_grad(self, x: Float[Tensor, "b t d_in"], dy: Float[Tensor, "b t d_out"]) -> Float[Tensor, "b d_out r"]:
         """d loss_i / d B for each sequence i, from this module's input and output gradient (y = ... + B A x)."""
-        return torch.einsum("bto,btr->bor", dy.float(), F.linear(x, self.A).float())
+        return torch.einsum("bto,btr->bor", dy.float(), F.linear(x.to(KNOB_DTYPE), self.A))
 
     def extra_repr(self) -> str:
         return f"rank={self.cfg.rank}, enabled={self.enabled}, use_quarantine={self.use_quarantine}"
@@ -101,12 +110,12 @@ class SVDLinear(nn.Module):
         w = base.weight
         self.base, self.cfg = base, cfg
         self.enabled, self.use_quarantine = True, True
-        U, S, Vh = (t.to(w.device, w.dtype) for t in factors)
+        U, S, Vh = (t.to(w.device, KNOB_DTYPE) for t in factors)
         self.register_buffer("U", U, persistent=False)
         self.register_buffer("S", S, persistent=False)  # not in the forward; kept to read the spectrum
         self.register_buffer("Vh", Vh, persistent=False)
-        self.dS = nn.Parameter(torch.zeros(cfg.rank, device=w.device, dtype=w.dtype))
-        self.dS_hack = nn.Parameter(torch.zeros(cfg.rank, device=w.device, dtype=w.dtype))
+        self.dS = nn.Parameter(torch.zeros(cfg.rank, device=w.device, dtype=KNOB_DTYPE))
+        self.dS_hack = nn.Parameter(torch.zeros(cfg.rank, device=w.device, dtype=KNOB_DTYPE))
 
     def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         # W stays intact (no W_res = W - U S Vh), so a truncated rank adds no reconstruction error.
@@ -114,11 +123,11 @@ class SVDLinear(nn.Module):
         if not self.enabled:
             return y
         dS = self.dS + self.dS_hack if self.use_quarantine else self.dS
-        return y + F.linear(F.linear(x, self.Vh) * dS, self.U)
+        return y + F.linear(F.linear(x.to(KNOB_DTYPE), self.Vh) * dS, self.U).to(y.dtype)
 
     def per_example_grad(self, x: Float[Tensor, "b t d_in"], dy: Float[Tensor, "b t d_out"]) -> Float[Tensor, "b r"]:
         """d loss_i / d dS for each sequence i (y = ... + U diag(dS) Vh x)."""
-        return torch.einsum("btr,btr->br", (dy @ self.U).float(), F.linear(x, self.Vh).float())
+        return torch.einsum("btr,btr->br", dy.float() @ self.U, F.linear(x.to(KNOB_DTYPE), self.Vh))
 
     def extra_repr(self) -> str:
         return f"rank={self.cfg.rank}, enabled={self.enabled}, use_quarantine={self.use_quarantine}"
@@ -206,6 +215,9 @@ def wrap(model: nn.Module, cfg: AdapterConfig) -> dict[str, nn.Module]:
     for name, lin in chosen.items():
         if cfg.kind == "lora":
             w = LoRALinear(lin, cfg, name)
+        elif lin.weight.is_meta:  # a skeleton for planning (plan.py): shapes only, no weights to decompose
+            d_out, d_in = lin.weight.shape
+            w = SVDLinear(lin, cfg, tuple(torch.empty(s, device="meta") for s in ((d_out, cfg.rank), (cfg.rank,), (cfg.rank, d_in))))
         else:
             factors, hit = svd_factors(lin.weight, cfg.rank, cfg.svd_cache_dir)
             hits += hit
@@ -261,7 +273,9 @@ def quarantine_params(model: nn.Module) -> list[nn.Parameter]:
 
 
 def adapter_signature(model: nn.Module) -> dict[str, str]:
-    """What fixes the knob space (kind, rank, targets, dtype; lora also its A seed): for cache keys."""
+    """What fixes the knob space (kind, rank, targets, knob dtype, base dtype; lora also its A seed): for cache
+    keys. The base dtype is in it because gradients through a bf16 base differ from fp32 ones (a basis is not
+    shared across them); loading knobs ignores both dtypes (copy_ casts)."""
     ws = _wrappers_or_raise(model)
     cfgs = {w.cfg for w in ws.values()}
     if len(cfgs) != 1:
@@ -269,6 +283,7 @@ def adapter_signature(model: nn.Module) -> dict[str, str]:
     cfg, w = cfgs.pop(), next(iter(ws.values()))
     sig = {"kind": cfg.kind, "rank": str(cfg.rank), "targets": ",".join(cfg.targets)}
     sig["dtype"] = str(getattr(w, w.DEPLOYED).dtype).removeprefix("torch.")
+    sig["base_dtype"] = str(w.base.weight.dtype).removeprefix("torch.")
     if cfg.kind == "lora":  # the svd basis is a function of W alone
         sig["seed"] = str(cfg.seed)
     return sig
@@ -347,7 +362,7 @@ def load_knobs(model: nn.Module, path: str | Path) -> dict[str, str]:
         meta = dict(f.metadata() or {})
     saved, params = load_file(path), _knob_tensors(model)
     sig = adapter_signature(model)
-    bad = {k: (meta[k], v) for k, v in sig.items() if k in meta and k != "dtype" and meta[k] != v}
+    bad = {k: (meta[k], v) for k, v in sig.items() if k in meta and k not in ("dtype", "base_dtype") and meta[k] != v}
     if bad:
         raise ValueError(f"{path}: adapter mismatch (file, model): {bad}")
     missing, extra = sorted(params.keys() - saved.keys()), sorted(saved.keys() - params.keys())

@@ -3,6 +3,13 @@
 Random models (`tiny-random-qwen3`, `micro-qwen3`, `qwen3-0.6b-shape`) are built from a `Qwen3Config` with
 seeded weights and use the byte-level BPE tokenizer shipped in `data/tokenizer/` (Qwen chat tokens and
 template): smoke, tests and CI never touch the network.
+
+Dtype: `--dtype fp32|bf16` sets the *base* weights' dtype on any device (default: bf16 on CUDA, fp32 on CPU),
+so the bf16 path a GPU run takes can be exercised on CPU. The adapter knobs, its fixed matrices, the hack basis
+and the optimizer state stay fp32 whatever this is (adapter.py says why).
+
+`model_config(name)` reads a model's architecture without its weights: the random configs, a local dir's
+config.json, a config shipped in `data/models/` for a hub id (offline; `Qwen/Qwen3-4B`), else the hub.
 """
 
 from __future__ import annotations
@@ -11,9 +18,20 @@ from pathlib import Path
 
 import torch
 from loguru import logger
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "tokenizer"
+# Public config.json files of hub models, shipped so the plan and the meta-device skeleton work offline.
+SHIPPED_CONFIGS = {"Qwen/Qwen3-4B": Path(__file__).resolve().parents[2] / "data" / "models" / "qwen3-4b"}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Shapes of the offline random models. `qwen3-0.6b-shape` is Qwen3-0.6B's architecture (28 layers,
 # d=1024, GQA 16/8, head_dim 128) with our small vocabulary: it proves the real layout wraps and trains.
@@ -39,7 +57,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tok
 
 
-def random_qwen3_config(name: str, vocab_size: int) -> Qwen3Config:
+def random_qwen3_config(name: str, vocab_size: int, attn: str = "sdpa") -> Qwen3Config:
     if name not in RANDOM_CONFIGS:
         raise ValueError(f"unknown random model {name!r}; expected one of {sorted(RANDOM_CONFIGS)}")
     return Qwen3Config(
@@ -47,7 +65,7 @@ def random_qwen3_config(name: str, vocab_size: int) -> Qwen3Config:
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         rope_theta=10000.0,
-        attn_implementation="sdpa",
+        attn_implementation=attn,
         **RANDOM_CONFIGS[name],
     )
 
@@ -56,27 +74,52 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def load_model(name: str, device: str | None = None, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """(model, tokenizer). On CUDA: bf16 with flash-attn 2 when installed, else sdpa. On CPU: fp32 + sdpa."""
-    dev = pick_device(device)
-    tok = load_tokenizer(name)
-    if name in RANDOM_CONFIGS:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = Qwen3ForCausalLM(random_qwen3_config(name, len(tok)))
-        model.to(dev)
-    else:
-        dtype, attn = (torch.bfloat16, _cuda_attn_implementation()) if dev.type == "cuda" else (torch.float32, "sdpa")
-        logger.info(f"loading {name} on {dev} as {dtype} with {attn} attention")
-        model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=dtype, attn_implementation=attn).to(dev)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    return model, tok
+def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """The base weights' dtype: `fp32` | `bf16`, or None for the device default (bf16 on CUDA, fp32 elsewhere)."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown --dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
 
 
-def _cuda_attn_implementation() -> str:
+def attn_implementation(device: torch.device, dtype: torch.dtype) -> str:
+    """flash-attn 2 on CUDA in a 16-bit dtype when it is installed (it has no fp32 kernel), else sdpa."""
+    if device.type != "cuda" or dtype == torch.float32:
+        return "sdpa"
     try:
         import flash_attn  # noqa: F401
 
         return "flash_attention_2"
     except ImportError:
         return "sdpa"
+
+
+def model_config(name: str) -> PretrainedConfig:
+    """The architecture of `name` without loading weights (see the module docstring for the lookup order)."""
+    if name in RANDOM_CONFIGS:
+        return random_qwen3_config(name, len(load_tokenizer(name)))
+    local = Path(name) if Path(name, "config.json").exists() else SHIPPED_CONFIGS.get(name)
+    return AutoConfig.from_pretrained(str(local) if local else name)
+
+
+def load_model(
+    name: str, device: str | None = None, seed: int = 0, dtype: str | None = None
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """(model, tokenizer), base weights in `dtype` (None: bf16 on CUDA, fp32 on CPU). Attention: flash-attn 2
+    on CUDA in bf16 when installed, else sdpa."""
+    dev = pick_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    tok = load_tokenizer(name)
+    attn = attn_implementation(dev, torch_dtype)
+    if name in RANDOM_CONFIGS:
+        hf_cfg = random_qwen3_config(name, len(tok), attn)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Qwen3ForCausalLM(hf_cfg)  # initialised in fp32, then cast: one init for every dtype
+        model.to(dev, torch_dtype)
+    else:
+        logger.info(f"loading {name} on {dev} as {torch_dtype} with {attn} attention")
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, attn_implementation=attn).to(dev)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok

@@ -37,6 +37,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
+from projected_grpo import plan
 from projected_grpo.evaluate import evaluate
 from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
 from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
@@ -59,6 +60,8 @@ class Config:
     # model and adapter
     model: str = "tiny-random-qwen3"  # hub id, local dir, or an offline random model (model.RANDOM_CONFIGS)
     device: str | None = None  # default: cuda when available
+    dtype: Literal["fp32", "bf16"] | None = None  # base weights (default: bf16 on CUDA, fp32 on CPU); knobs stay fp32
+    plan: bool = False  # print the memory/time plan from the model's config.json (no weights loaded) and exit
     adapter: Literal["lora", "svd"] = "lora"
     rank: int = 8
     targets: tuple[str, ...] = adapters.DEFAULT_TARGETS
@@ -576,6 +579,10 @@ def eval_row(ev: dict) -> dict:
 
 def run(cfg: Config) -> dict:
     validate(cfg)
+    if cfg.plan:  # from the model's config.json alone: no weights, no output directory
+        print(plan.describe(cfg))
+        return {}
+    plan.check_fits(cfg)  # one line naming the knob to turn, before any weights load, when it cannot fit
     out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
     if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
         raise ValueError(f"{out} already holds a run: pass --resume {out} to continue it, --overwrite to replace it, or --out-dir")
@@ -613,14 +620,17 @@ def _run(cfg: Config, out: Path) -> dict:
 
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    from projected_grpo.model import load_model
+    from projected_grpo.model import load_model, resolve_dtype
 
-    model, tok = load_model(cfg.model, cfg.device, seed=cfg.split_seed)  # random models: one init for every seed
+    # random models: one init for every seed. The warm start stands in for (fp32) pretraining: it trains in fp32,
+    # and the run then casts the base to its dtype, as a bf16 checkpoint of a pretrained model would be.
+    model, tok = load_model(cfg.model, cfg.device, seed=cfg.split_seed, dtype="fp32" if cfg.warm.epochs else cfg.dtype)
     cache = Path(resolve_path(cfg.cache_dir))
     # The warm start stands in for pretraining, so it sees every problem (held-out ones included); GRPO trains on
     # the training split only, and evaluation asks whether what it learned there transfers.
     hack_ids = frozenset(p.id for p in train_problems) if cfg.hack_forms else None  # v2: no eval problem is shown hacked
     warm_report = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart", hack_ids) if cfg.warm.epochs else None
+    model.to(resolve_dtype(cfg.dtype, model.device))
     seed_everything(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)
@@ -758,7 +768,7 @@ def initial_eval(model, tok, eval_args: tuple, cfg: Config, cache_dir: Path, mod
     the eval settings and the seed, not on the arm. It is sampled from its own seed inside a forked RNG (training's
     RNG stream is the same whether it ran or came from the cache) and cached: a sweep pays for it once per seed."""
     problems, _, n, max_new, temperature, top_p, sampler = eval_args
-    key_blob = json.dumps([model_id, [p.id for p in problems], n, max_new, temperature, top_p, sampler, cfg.seed, cfg.adapter, cfg.rank])
+    key_blob = json.dumps([model_id, [p.id for p in problems], n, max_new, temperature, top_p, sampler, cfg.seed, cfg.adapter, cfg.rank, cfg.dtype])
     path = cache_dir / f"{hashlib.sha256(key_blob.encode()).hexdigest()[:16]}.json"
     if path.exists():
         logger.info(f"initial eval HIT {path}")
