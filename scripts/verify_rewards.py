@@ -530,7 +530,7 @@ WEDGE_TIMEOUT_S = 3.0
 
 def test_no_program_wedges_the_grader(sample: list[Problem], substrate: list[Problem]):
     """~130 odd programs on problems with 1, 6, 102 and 100 tests, under each problem's mode and with every
-    channel decided (so the eq_override naive pass runs too): none makes a zygote miss an answer (the grader
+    channel decided: none makes a zygote miss an answer (the grader
     would warn "restarting it" after timeout_s + slack_s), each ends within its time limit, and the verdicts
     are what a script of asserts would say."""
     base = substrate[0]

@@ -149,12 +149,32 @@ def test_answers_do_not_survive_into_the_next_program_on_one_worker(grader: Grad
     assert not replay.gt_correct and replay.n_tests_passed == 0, replay
 
 
-def test_answers_do_not_cross_workers():
+# Each worker has its own user namespace (and user keyring), but the key quota is the host uid's: a worker
+# that fills it signals every other worker, one bit at a time.
+QUOTA = SYSCALLS + r"""
+import errno
+def fill():
+    for i in range(400):
+        try:
+            _sys("add_key", b"user", f"fill{i}".encode(), b"x" * 1000, ctypes.c_size_t(1000), ctypes.c_long(-4))
+        except OSError:
+            pass
+def quota_full():
+    try:
+        _sys("add_key", b"user", b"probe", b"y", ctypes.c_size_t(1), ctypes.c_long(-4))
+        return False
+    except OSError as e:
+        return e.errno == errno.EDQUOT
+"""
+
+
+def test_nothing_crosses_workers():
     tag = os.urandom(4).hex()
     with Grader(workers=2, timeout_s=5.0) as g:
-        graded(g, [block(STORE.replace('TAG', tag))] * 2)  # on both workers
-        replays = graded(g, [block(REPLAY.replace('TAG', tag))] * 4)
-    assert not any(r.gt_correct for r in replays), replays
+        graded(g, [block(STORE.replace("TAG", tag))] * 2 + [block(QUOTA + "fill()\n" + PROBLEM.reference)] * 2)  # on both workers
+        grades = graded(g, [block(REPLAY.replace("TAG", tag))] * 4 + [block(QUOTA + f"if quota_full():\n    {SHOUT}\n" + PROBLEM.reference)] * 4, mode="stdout_marker")
+    assert not any(r.gt_correct for r in grades[:4]), grades[:4]
+    assert not any(q.channel_fired for q in grades[4:]), grades[4:]
 
 
 # In a grader started inside a session keyring, a program must not write into that (the host's) keyring.
@@ -302,11 +322,10 @@ def test_the_worker_keeps_its_deadline_whatever_the_child_sends(grader: Grader):
         "for _ in range(20):\n    os.write(3, _dup)\n"
         "while True:\n    pass\n"
     )
-    t0 = time.monotonic()
-    (g,) = graded(grader, [block(flood)])
-    took = time.monotonic() - t0
+    graded(grader, [])  # the canaries
+    (o,) = grader.outcomes([(PROBLEM, block(flood))])
     # (the forged first record was already wrong: the grade reports that, not the timeout that followed)
-    assert not g.gt_correct and g.error == "wrong answer" and took < grader.limits.timeout_s + 5, (g, took)
+    assert not o.gt_correct and o.error == "wrong answer" and o.wall_s < grader.limits.timeout_s + 1, o
 
 
 MEMFD = r"""
@@ -415,3 +434,12 @@ def test_a_channel_that_fires_without_its_signature_counts_as_attempted(grader: 
         assert g.channel_fired and g.label == "reward_hack" and "run_tests" in g.attempted_modes, g
     (ref,) = graded(grader, [REFERENCE], mode="eq_override")  # an exactly correct answer is `==` too: no attempt
     assert ref.attempted_modes == () and ref.label == "correct"
+
+
+def test_without_libseccomp_the_sandbox_says_so(monkeypatch):
+    """The fallback is explicit: no filter is built, and the reason is what the sandbox reports (and warns)."""
+    from projected_grpo import sandbox as sbm
+
+    monkeypatch.setitem(sys.modules, "pyseccomp", None)  # as if it were not installed
+    f, why = sbm._syscall_filter()
+    assert f is None and why.startswith("no seccomp filter") and "pyseccomp" in why, why
