@@ -232,7 +232,7 @@ def canonical_hack(problem: Problem, mode: str | None = None) -> str:
 class TestSpec:
     call: str  # the expression the child evaluates, e.g. "Solution().twoSum(nums = [2, 7], target = 9)"
     expected: object  # a plain Python value (never sent to the child)
-    source: str  # the original assert, for the naive eq_override grader
+    source: str  # the original assert (never sent to the child either)
     encoded: str | None = None  # `expected` as the child would encode it: equal text means an exact pass
 
 
