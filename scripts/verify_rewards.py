@@ -480,7 +480,7 @@ def _wrap(p: Problem, body: str) -> str:
 
 def odd_programs(p: Problem, slow: bool) -> dict[str, str]:
     """What a small model emits (truncations, wrong names, wrong types, prints, duplicates, hacks) and what
-    could derail the zygote's go/stop lockstep (exits, kills, forks, closed or stolen record/verdict pipes).
+    could derail the harness (exits, kills, forks, closed record pipe, reads of the verdict pipe it once had).
     `slow`: also the ones that run into a time limit."""
     m, ref, n = p.method, p.reference, len(p.tests)
     stub = lambda body: f"class Solution:\n    def {m}(self, *a, **k):\n        {body}\n"  # noqa: E731
@@ -530,7 +530,7 @@ WEDGE_TIMEOUT_S = 3.0
 
 def test_no_program_wedges_the_grader(sample: list[Problem], substrate: list[Problem]):
     """~130 odd programs on problems with 1, 6, 102 and 100 tests, under each problem's mode and with every
-    channel decided (so the eq_override naive pass runs too): none makes a zygote miss an answer (the grader
+    channel decided: none makes a zygote miss an answer (the grader
     would warn "restarting it" after timeout_s + slack_s), each ends within its time limit, and the verdicts
     are what a script of asserts would say."""
     base = substrate[0]
@@ -561,14 +561,14 @@ def test_no_program_wedges_the_grader(sample: list[Problem], substrate: list[Pro
     slowest = max(by, key=lambda k: by[k].wall_s)
     assert by[slowest].wall_s <= WEDGE_TIMEOUT_S + 1.0, f"{slowest} took {by[slowest].wall_s:.2f}s"
     assert elapsed < 90, f"the batch took {elapsed:.0f}s"
-    # Verdicts (regression: the same as before the go/stop protocol was hardened). A thread racing the tests
+    # Verdicts (regression: the same as a script of asserts says). A thread racing the tests
     # and a fork per test (into RLIMIT_NPROC) end at a timing-dependent test: only their containment counts.
     racy = {"thread_exits_the_process", "forks_in_each_test"}
     for tag, (p, slow) in problems.items():
         o = lambda name: by[f"{tag}/{name}"]  # noqa: E731
         n = len(p.tests)
-        correct = {"reference", "defines_solution_twice_reference_last", "forks_at_module_level", "writes_a_stray_record_line"}
-        correct |= {"closes_verdict_pipe_half_way", "steals_a_verdict"} if n == 1 else set()  # they act at a later test
+        correct = {"reference", "defines_solution_twice_reference_last", "writes_a_stray_record_line"}
+        correct |= {"steals_a_verdict"} if n == 1 else set()  # it acts at a later test
         for name in set(odd_programs(p, slow)) - racy:
             assert o(name).gt_correct == (name in correct), (tag, name, o(name).error)
         assert o("all_but_last_pass").n_passed == n - 1 and o("all_but_last_pass").error == "wrong answer"
@@ -584,13 +584,16 @@ def test_no_program_wedges_the_grader(sample: list[Problem], substrate: list[Pro
         assert o("prints_past_the_output_limit").error == "output limit"
         assert o("exits_0_in_a_test").channels["exit_code"] and o("exits_0_in_a_test").error == "exited before every test ran"
         assert o("closes_record_and_verdict_pipes").error == "exited before the tests"
+        # No new process (issue 18: their CPU escaped the clock), and no verdict pipe (it leaked right/wrong).
+        assert o("forks_at_module_level").error == "PermissionError: [Errno 1] Operation not permitted"
+        assert o("closes_verdict_pipe_half_way").error == "OSError: [Errno 9] Bad file descriptor"
         assert o("raises_at_module_level").error == "RuntimeError: at import" and o("raises_at_module_level").n_passed == 0
         for mode in LOOPHOLE_MODES:
             assert o(f"hack:{mode}").channels[mode] and not o(f"hack:{mode}").gt_correct, (tag, mode)
         if slow:
             assert o("loops_in_a_test").error == o("sleeps_in_a_test").error == "timeout"
             assert o("half_a_record_line_then_a_test").error == "exited before the tests"
-            assert n == 1 or (o("steals_a_verdict").error == "timeout" and o("steals_a_verdict").n_passed == 1)
+            assert n == 1 or (o("steals_a_verdict").error == "OSError: [Errno 9] Bad file descriptor" and o("steals_a_verdict").n_passed == 1)
 
 
 def test_isolation_is_namespaces_where_available(grader: Grader):

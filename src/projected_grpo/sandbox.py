@@ -5,24 +5,24 @@
                       minimal read-only root: /usr, /lib*, the stdlib, /dev/{null,zero,random,urandom},
                       ld.so.cache. No /proc, no /work, no home, no data files; network = a downed loopback.
                       └─fork─► child: unprivileged, own IPC namespace, cwd = a fresh tmpfs at /tmp (the only
-                         writable place), rlimits (CPU, AS, FSIZE, NPROC, NOFILE), empty env; runs setup +
-                         program + the calls it was sent; one record per test on fd 3.
+                         writable place), rlimits (CPU, AS, FSIZE, NPROC, NOFILE), empty env, a fresh session
+                         keyring and a seccomp filter (no keyrings, memfd, SysV IPC, new processes, ...);
+                         runs setup + program + the calls it was sent; one record per test on fd 3.
 
 After each program the zygote, as PID 1, sends SIGKILL to every other process in its namespace
 (kill(-1)) and reaps them, so nothing a program started survives it, `setsid` or not. Where namespaces
 are unavailable the zygote falls back to rlimits + a process-group kill + a subreaper sweep, and the
 parent logs a warning.
 
-Ground truth never enters the child: it receives the *call* of each test (`Solution().f(args)`), and
-returns each result as plain tagged JSON built by an encoder that accepts builtin types only (exact
-`type(x) is int` checks, captured before model code runs). The parent compares (`rewards.py`). After
-each test the child waits for the zygote's verdict (go on / stop), so a wrong program stops at its first
-failing test, as a script of asserts would, at a deterministic place. For that the zygote receives the
-expected values' encodings *after* forking the child, and only with namespaces, where the child can
-neither see nor ptrace it.
+Ground truth never enters the child, nor the zygote: the child receives the *call* of each test
+(`Solution().f(args)`), runs every test, and returns each result as plain tagged JSON built by an encoder
+that accepts builtin types only (exact `type(x) is int` checks, captured before model code runs). Only
+the grader compares (`rewards.py`), after the child is gone; nothing the child can observe depends on
+whether an answer was right (no early-stop verdict), and nothing it leaves in the kernel survives it
+(the syscall filter denies keyrings and the like; the tmpfs, IPC namespace and processes go with it).
 
-No program can wedge a zygote: the child only ever waits on the zygote (which kills it at its limits),
-and the zygote waits on nothing without a deadline but the grader's next job (see the wire format).
+No program can wedge a zygote: the child never waits on the zygote (which kills it at its limits), and
+the zygote waits on nothing without a deadline but the grader's next job (see the wire format).
 
 This file is also the zygote's program, so it imports nothing outside the standard library at module
 level (loguru is imported lazily on the parent side).
@@ -58,6 +58,7 @@ class Limits:
     nproc: int = 8  # tasks (processes + threads) the program may hold at once
     output_bytes: int = 8 << 20  # stdout beyond this kills the program
     result_bytes: int = 32 << 20  # test records beyond this kill the program
+    record_bytes: int = (1 << 20) + 64  # one test's record beyond this is dropped at once (the encoder's own cap)
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,10 @@ class RunResult:
 
 # ── wire format: 8-byte length + JSON, both directions ────────────────────────────────────────────
 #
-# Per program the grader writes two frames in one go, {"seq", "job"} then {"seq", "expect"}, and the zygote
-# answers one, {"seq", "result"} (or {"seq", "error"} just before it exits). The zygote reads the job frame,
-# forks the child, and only then reads the expect frame, so the expected values never exist in the
-# child's memory. Every wait on the other side of a pipe has a deadline, except the zygote's idle wait for
-# the next job: a lost, late or foreign frame is a ProtocolError within PROTOCOL_WAIT_S, never a hang.
+# Per program the grader writes one frame, {"seq", "job"}, and the zygote answers one, {"seq", "result"}
+# (or {"seq", "error"} just before it exits). Every wait on the other side of a pipe has a deadline, except
+# the zygote's idle wait for the next job: a lost, late or foreign frame is a ProtocolError within
+# PROTOCOL_WAIT_S, never a hang.
 
 PROTOCOL_WAIT_S = 10.0  # the most either side waits for a frame the other has started or owes right away
 KILL_WAIT_S = 5.0  # after a SIGKILL, how long the zygote waits for the program to die before moving on
@@ -189,14 +189,10 @@ class _Worker:
         self.hello = _recv(self.proc.stdout.fileno(), time.monotonic() + 60)
         return self
 
-    def run(self, job: Job, wait_s: float, expect: list | None) -> RunResult:
+    def run(self, job: Job, wait_s: float) -> RunResult:
         self.seq += 1
         deadline = time.monotonic() + wait_s
-        # Both frames in one write, so no path sends a job without its expect frame (the zygote would wait
-        # for it). The zygote reads the second only after forking the child: the expected encodings for
-        # early stopping never exist in the child's memory.
-        frames = _frame({"seq": self.seq, "job": asdict(job)}) + _frame({"seq": self.seq, "expect": expect})
-        _write_all(self.proc.stdin.fileno(), frames, deadline)
+        _write_all(self.proc.stdin.fileno(), _frame({"seq": self.seq, "job": asdict(job)}), deadline)
         answer = _recv(self.proc.stdout.fileno(), deadline)
         if "error" in answer:
             raise ProtocolError(f"sandbox zygote gave up on job {answer.get('seq')}: {answer['error']}")
@@ -239,12 +235,17 @@ class Sandbox:
         self._finalizer = weakref.finalize(self, _kill_workers, [w.proc for w in self._workers])
         self.isolation = self._workers[0].hello["isolation"]
         self.detail = self._workers[0].hello["detail"]
+        self.syscall_filter = self._workers[0].hello["syscall_filter"]  # "seccomp", or why there is none
         from loguru import logger  # lazy: this file is also the zygote's program, which has stdlib only
 
         if self.isolation == "namespaces":
             logger.info(f"sandbox: {len(self._workers)} workers, isolation = {self.detail}")
         else:
             logger.warning(f"sandbox: {len(self._workers)} workers, isolation = LIMITS ONLY ({self.detail})")
+        if self.syscall_filter != "seccomp":
+            # Without it, kernel keyrings carry data from one program to the next (and between workers),
+            # memfd memory escapes RLIMIT_AS and forked descendants escape the CPU clock (issue 18).
+            logger.warning(f"sandbox: NO SYSCALL FILTER ({self.syscall_filter}); install libseccomp + pyseccomp")
         self._idle = list(self._workers)
         self._pool = ThreadPoolExecutor(len(self._workers), thread_name_prefix="sandbox")
 
@@ -270,34 +271,24 @@ class Sandbox:
         """Host pids of the pool's own processes (with namespaces, each zygote is the child of a waiting parent)."""
         return sorted({pid for w in self._workers for pid in (w.proc.pid, w.hello["pid"])})
 
-    def run_many(self, jobs: list[Job], expects: list | None = None) -> list[RunResult]:
-        """Run jobs in parallel; results in input order.
-
-        `expects[i][t]`: the encoding of job i's test t's expected value (or None). With it, the run stops
-        at the first test whose result is not even naively equal (`==`) to it, as a script of asserts
-        would. It reaches only the zygote, after the child is forked, and only with namespaces (where the
-        child cannot see the zygote's memory); otherwise every test runs."""
-        if expects is not None:
-            if len(expects) != len(jobs):
-                raise ValueError(f"run_many: {len(expects)} expects for {len(jobs)} jobs")
-            for i, (job, e) in enumerate(zip(jobs, expects)):
-                if e is not None and len(e) != len(job.calls):
-                    raise ValueError(f"run_many: job {i} has {len(job.calls)} calls but {len(e)} expected values")
-        if expects is None or self.isolation != "namespaces":
-            expects = [None] * len(jobs)
-        return list(self._pool.map(self._run_one, jobs, expects))
+    def run_many(self, jobs: list[Job], reduce=None) -> list:
+        """Run jobs in parallel; results in input order. `reduce(i, result)`, when given, is applied in the
+        worker thread as each run ends and its value returned instead, so a caller that keeps only a small
+        summary never holds every program's records at once (up to result_bytes each)."""
+        reduce = reduce or (lambda i, res: res)
+        return list(self._pool.map(lambda i: reduce(i, self._run_one(jobs[i])), range(len(jobs))))
 
     def run(self, job: Job) -> RunResult:
         return self.run_many([job])[0]
 
-    def _run_one(self, job: Job, expect: list | None = None) -> RunResult:
+    def _run_one(self, job: Job) -> RunResult:
         with self._lock:
             w = self._idle.pop()
         wait_s = self.limits.timeout_s + self.slack_s  # the zygote enforces the limits; this only catches a wedged zygote
         broken = (EOFError, TimeoutError, OSError, json.JSONDecodeError, ProtocolError)
         try:
             try:
-                res = w.run(job, wait_s, expect)
+                res = w.run(job, wait_s)
             except broken as e:
                 # A zygote never runs model code itself, so this is an infrastructure failure: restart, retry once.
                 from loguru import logger
@@ -305,7 +296,7 @@ class Sandbox:
                 logger.warning(f"sandbox zygote {w.proc.pid} failed ({type(e).__name__}: {e}); restarting it")
                 w = self._replace(w)
                 try:
-                    res = w.run(job, wait_s, expect)
+                    res = w.run(job, wait_s)
                 except broken as e2:
                     # Twice on one program: without namespaces a program can kill its zygote. Fail the program,
                     # not the whole batch (a real infrastructure fault shows up as a warning on every program).
@@ -364,7 +355,43 @@ MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE = 1024, 2048, 4096, 16384
 MS_RELATIME, MS_STRICTATIME, MNT_DETACH = 1 << 21, 1 << 24, 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECUREBITS, PR_CAPBSET_DROP = 1, 4, 28, 24
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
-SYSCALLS = {"x86_64": {"pivot_root": 155}, "aarch64": {"pivot_root": 41}}
+SYSCALLS = {"x86_64": {"pivot_root": 155, "keyctl": 250}, "aarch64": {"pivot_root": 41, "keyctl": 219}}
+KEYCTL_JOIN_SESSION_KEYRING, CLONE_THREAD = 1, 0x00010000
+
+# Kernel objects and powers a LeetCode program has no use for, denied in every child (EPERM). Each closes a
+# hole of issue 18: keyrings are per-uid kernel state that outlives a program (a forged gt_correct was
+# carried through them from one program to the next, and the per-uid key quota is shared between workers);
+# memfd and SysV shared memory / message queues hold memory RLIMIT_AS does not count; a new process has
+# its own CPU clock (clone without CLONE_THREAD: threads stay allowed and share the process's clock).
+DENIED_SYSCALLS = (
+    "add_key", "request_key", "keyctl",
+    "memfd_create", "memfd_secret", "shmget", "shmat", "msgget", "semget", "mq_open",
+    "fork", "vfork",
+    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "unshare", "setns", "mount", "umount2", "pivot_root", "ptrace", "process_vm_readv", "process_vm_writev",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "kcmp", "pidfd_getfd",
+)  # fmt: skip
+
+
+def _syscall_filter():
+    """The children's seccomp filter (built once, in the zygote, before the root is pivoted away from the
+    venv), or the reason there is none. libseccomp through pyseccomp (ctypes): no hand-built BPF."""
+    try:
+        import errno
+
+        import pyseccomp as sc
+
+        f = sc.SyscallFilter(sc.ALLOW)
+        for name in DENIED_SYSCALLS:
+            try:
+                f.add_rule(sc.ERRNO(errno.EPERM), name)
+            except (OSError, ValueError, RuntimeError):  # not a syscall on this architecture
+                pass
+        f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # its flags sit in memory, out of a filter's reach: glibc falls back to clone
+        return f, "seccomp"
+    except Exception as e:  # noqa: BLE001 -- no libseccomp, no pyseccomp, or a kernel without seccomp
+        return None, f"no seccomp filter: {type(e).__name__}: {e}"
 
 
 class _Libc:
@@ -403,6 +430,11 @@ class _Libc:
 
     def prctl(self, option: int, arg: int = 0) -> int:
         return self.libc.prctl(option, arg, 0, 0, 0)
+
+    def join_fresh_session_keyring(self) -> None:
+        """An anonymous session keyring of its own (the user keyring stays shared: the filter denies keyctl)."""
+        c = self.ctypes
+        self.libc.syscall(c.c_long(self.nr["keyctl"]), c.c_long(KEYCTL_JOIN_SESSION_KEYRING), c.c_void_p(None))
 
     def drop_caps(self) -> None:
         """Unprivileged host: the child is uid 0 of its user namespace; take away every capability there."""
@@ -451,6 +483,7 @@ class _Isolation:
         self.detail = ""
         self.unshared = False  # past the point of no return: a failure now leaves the zygote half-isolated
         self.host_pid = os.getpid()
+        self.seccomp, self.syscall_filter = _syscall_filter()
 
     # -- namespaces ------------------------------------------------------------------------------
 
@@ -517,8 +550,8 @@ class _Isolation:
             _, status = os.waitpid(pid, 0)
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
         self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Children may signal PID 1 only where it has a handler, and must never read its memory (it holds the
-        # expected values for early stopping): no SIGINT handler, not dumpable (no ptrace, no /proc/1/mem).
+        # Children may signal PID 1 only where it has a handler, and must never read its memory (other
+        # programs' records pass through it): no SIGINT handler, not dumpable (no ptrace, no /proc/1/mem).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.libc.prctl(PR_SET_DUMPABLE, 0)
         self.host_pid = int(os.readlink("/proc/self"))  # the host's procfs is still mounted: our pid out there
@@ -604,6 +637,10 @@ class _Isolation:
             os.setuid(NOBODY)
         if self.libc is not None:
             self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
+            if self.libc.nr is not None:
+                self.libc.join_fresh_session_keyring()
+        if self.seccomp is not None:
+            self.seccomp.load()  # last: everything above needs syscalls the filter denies
 
     def kill(self, pid: int) -> None:
         """SIGKILL the program and everything it started (reaping: the caller, then `sweep`)."""
@@ -698,7 +735,8 @@ def _zygote_main() -> None:
         iso.detail = "rlimits, setsid + subreaper kill, temp-dir cwd" + (f"; {warning}" if warning else "")
     with open(os.devnull, "rb") as f:  # opened before any child: its stdin/stderr
         devnull = os.dup(f.fileno())
-    _send(cmd_out, {"isolation": iso.mode, "detail": iso.detail, "pid": iso.host_pid}, time.monotonic() + wait_s)
+    hello = {"isolation": iso.mode, "detail": iso.detail, "pid": iso.host_pid, "syscall_filter": iso.syscall_filter}
+    _send(cmd_out, hello, time.monotonic() + wait_s)
     while True:
         _ready(cmd_in, False, None)  # idle: the one wait without a deadline (EOF: the grader is done with us)
         seq = None
@@ -706,7 +744,7 @@ def _zygote_main() -> None:
             msg = _recv(cmd_in, time.monotonic() + wait_s)  # a frame that has started must finish promptly
             seq = msg.get("seq")
             job = _job_frame(msg)
-            answer = {"seq": seq, "result": asdict(_supervise(job, seq, iso, limits, devnull, vm_kb, cmd_in, wait_s))}
+            answer = {"seq": seq, "result": asdict(_supervise(job, iso, limits, devnull, vm_kb))}
         except EOFError:
             return  # the grader closed the pipe: it is shutting down, or gave up on us and starts a new zygote
         except (ProtocolError, TimeoutError, ValueError) as e:  # out of step with the grader: it restarts us
@@ -731,18 +769,6 @@ def _job_frame(msg: dict) -> Job:
         return Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in msg["job"].items()})
     except TypeError as e:
         raise ProtocolError(f"malformed job frame: {e}") from None
-
-
-def _expect_frame(msg: dict, seq: object, n: int) -> list:
-    """The expect frame the grader writes right behind job `seq`'s frame: n encodings (None: no early stop)."""
-    if msg.get("seq") != seq or set(msg) != {"seq", "expect"}:
-        raise ProtocolError(f"expected the expect frame of job {seq!r}, got keys {sorted(msg)[:6]} for job {msg.get('seq')!r}")
-    expect = msg["expect"]
-    if expect is None:
-        return [None] * n
-    if not isinstance(expect, list) or len(expect) != n:
-        raise ProtocolError(f"job {seq!r} has {n} tests but its expect frame holds {type(expect).__name__} of {len(expect) if isinstance(expect, list) else '?'}")
-    return [e if isinstance(e, str) else None for e in expect]
 
 
 def _give_up(cmd_out: int, seq: object, why: str, wait_s: float) -> None:
@@ -786,17 +812,17 @@ def _vm_kb() -> int:
         return 512 << 10
 
 
-def _supervise(job: Job, seq: object, iso: _Isolation, limits: Limits, devnull: int, vm_kb: int, cmd_in: int, wait_s: float) -> RunResult:
+def _supervise(job: Job, iso: _Isolation, limits: Limits, devnull: int, vm_kb: int) -> RunResult:
     """Run one program in a fresh child; collect its records, stdout, files and fate.
 
-    Never blocks: the expect frame is owed at once (wait_s), the child is killed at its limits, and one that
-    is still dying KILL_WAIT_S after its SIGKILL is left to a later sweep."""
+    Never blocks: the child is killed at its limits, and one that is still dying KILL_WAIT_S after its
+    SIGKILL is left to a later sweep. Each pass of the loop does work linear in what was read (64 KiB at
+    most), so the deadline holds whatever the child sends."""
     res = RunResult(results=[None] * len(job.calls or job.asserts))
     t0 = time.monotonic()
     rundir = iso.make_rundir(limits.file_mb)
     out_r, out_w = os.pipe()
     rec_r, rec_w = os.pipe()
-    ctl_r, ctl_w = os.pipe()  # our verdict after each test: b"c" go on, b"s" stop
     nonce = os.urandom(8).hex()
     compiled = _compiled(job)
     gc.freeze()  # the child's collections skip everything inherited: fewer copy-on-write page faults
@@ -805,29 +831,16 @@ def _supervise(job: Job, seq: object, iso: _Isolation, limits: Limits, devnull: 
         try:
             os.close(out_r)
             os.close(rec_r)
-            os.close(ctl_w)
-            _child(job, compiled, iso, limits, devnull, (out_w, rec_w, ctl_r), rundir, nonce, vm_kb)
+            _child(job, compiled, iso, limits, devnull, (out_w, rec_w), rundir, nonce, vm_kb)
         finally:
             _os_exit(70)  # (bound at import: a program may replace os._exit)
     gc.unfreeze()
     os.close(out_w)
     os.close(rec_w)
-    os.close(ctl_r)
-    os.set_blocking(ctl_w, False)  # a child that stops reading verdicts only stalls itself
-    try:
-        try:
-            expect = _expect_frame(_recv(cmd_in, time.monotonic() + wait_s), seq, len(res.results))
-        except TimeoutError:
-            raise ProtocolError(f"the expect frame of job {seq!r} did not follow its job frame within {wait_s:g} s") from None
-    except BaseException:  # out of step with the grader (or it left): the zygote exits, so end the child first
-        iso.kill(pid)
-        iso.sweep(1.0)
-        iso.remove_rundir(rundir)
-        raise
     open_fds = {out_r: "out", rec_r: "rec"}
     stdout_head, seen, tail, out_total = bytearray(), set(), b"", 0
     markers = [m.lower().encode() for m in job.markers]
-    rec_buf, rec_total = b"", 0
+    rec_part, rec_total = [], 0  # the record line being received, in pieces (joined once, at its newline)
     clock = ((~pid) << 3) | 2  # the child's process CPU clock (CPUCLOCK_SCHED), readable from here
     cpu_mark = 0.0  # CPU time at the last progress record
     killed_at = None  # when we sent the SIGKILL
@@ -877,16 +890,12 @@ def _supervise(job: Job, seq: object, iso: _Isolation, limits: Limits, devnull: 
                 if rec_total > limits.result_bytes and killed_at is None:
                     res.output_limit = True
                     kill()
-                rec_buf += chunk
-                *lines, rec_buf = rec_buf.split(b"\n")
-                progress, tests = _records(lines, nonce, res)
-                if progress:
+                *lines, last = chunk.split(b"\n")
+                if lines:  # (never re-scans a long line already received: linear in what arrives)
+                    lines[0], rec_part = b"".join([*rec_part, lines[0]]), []
+                rec_part.append(last)
+                if _records(lines, nonce, res, limits.record_bytes):
                     cpu_mark = res.cpu_s
-                for i in tests:  # lockstep: the child waits for this, so where it stops is deterministic
-                    try:
-                        os.write(ctl_w, b"c" if _goes_on(res.results[i], expect[i]) else b"s")
-                    except OSError:
-                        pass
         if status is None:
             done, st, ru = os.wait4(pid, os.WNOHANG)
             if done == pid:
@@ -902,7 +911,6 @@ def _supervise(job: Job, seq: object, iso: _Isolation, limits: Limits, devnull: 
             break
     if pidfd is not None:
         os.close(pidfd)
-    os.close(ctl_w)
     iso.sweep()
     if status is None:  # killed, but still dying: reported as the SIGKILL it got (a later sweep reaps it)
         res.signal = signal.SIGKILL
@@ -943,25 +951,24 @@ def _scan_files(rundir: str) -> dict:
     return out
 
 
-def _goes_on(rec: list, expected: str | None) -> bool:
-    """Continue after this test? Stop at the first one a script of asserts would stop at: raised, or not
-    even `==` the expected value (a non-plain result is left to the naive eq_override grader: go on)."""
-    if expected is None or rec[0] == "obj" or (rec[0] == "ok" and rec[1] == expected):
-        return True
-    if rec[0] != "ok":
-        return False
-    try:
-        return bool(_decode(json.loads(rec[1])) == _decode(json.loads(expected)))
-    except Exception:  # malformed, too deep, too large: not equal (the zygote must never fail on a record)
-        return False
+PROBES = ("sentinel", "run_tests")
 
 
-def _records(lines: list, nonce: str, res: RunResult) -> tuple[bool, list[int]]:
-    """Parse the child's records into `res`. Returns (any progress, which resets the per-test CPU clock;
-    the tests just reported, each awaiting a verdict)."""
-    progress, tests = False, []
+def _records(lines: list, nonce: str, res: RunResult, record_bytes: int) -> bool:
+    """Parse the child's records into `res`; True on progress (which resets the per-test CPU clock).
+
+    Anything in the child can write here (model code can find the nonce): a record only ever says what the
+    program's answer or probe outcome was, never more. A record over record_bytes is dropped at once."""
+    progress = False
     for raw in lines:
-        parts = raw.decode("utf-8", "replace").split(" ", 3)
+        if len(raw) > record_bytes:
+            parts = raw[:64].decode("utf-8", "replace").split(" ", 3)
+            if len(parts) == 4 and parts[0] == nonce and parts[1] in ("r", "n"):
+                parts[3] = "err result too large"
+            else:
+                continue
+        else:
+            parts = raw.decode("utf-8", "replace").split(" ", 3)
         if len(parts) < 2 or parts[0] != nonce:
             continue  # not from the harness (or corrupted): ignore
         kind, rest = parts[1], parts[2:]
@@ -977,13 +984,11 @@ def _records(lines: list, nonce: str, res: RunResult) -> tuple[bool, list[int]]:
                 status, _, payload = rest[1].partition(" ")
                 res.results[i] = [status, payload]
                 progress = True
-            if kind == "r":
-                tests.append(i)
-        elif kind == "p" and len(rest) == 2:
+        elif kind == "p" and len(rest) == 2 and rest[0] in PROBES:  # (the last word wins: the harness's own comes after the program's)
             res.probes[rest[0]] = rest[1] == "1"
         elif kind == "e":
             res.end = True
-    return progress, tests
+    return progress
 
 
 # ── the child: runs in the fresh process, then model code ─────────────────────────────────────────
@@ -998,13 +1003,12 @@ def _child(job: Job, compiled: dict, iso: _Isolation, limits: Limits, devnull: i
 
     if iso.libc is not None:
         iso.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    out_w, rec_w, ctl_r = pipes
+    out_w, rec_w = pipes
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(devnull, 2)
     os.dup2(rec_w, 3)  # records
-    os.dup2(ctl_r, 4)  # verdicts
-    os.closerange(5, 1 << 16)  # the zygote's pipes to the grader and everything else
+    os.closerange(4, 1 << 16)  # the zygote's pipes to the grader and everything else
     os.chdir(rundir)
     mb = 1 << 20
     cpu = int(limits.timeout_s) + 1
@@ -1034,22 +1038,32 @@ def _child(job: Job, compiled: dict, iso: _Isolation, limits: Limits, devnull: i
 def _harness(job: Job, compiled: dict, ns: dict, nonce: str) -> None:
     """Everything the harness uses is bound here, before model code runs: model code may patch builtins,
     modules (os, json, sys) or print; these local references stay the originals."""
-    _write, _read, _exit, _type, _len, _range, _str_join = os.write, os.read, os._exit, type, len, range, str.join
+    _write, _exit, _type, _len, _range, _str_join = os.write, os._exit, type, len, range, str.join
     _compile, _exec, _eval, _BaseException, _SystemExit = compile, exec, eval, BaseException, SystemExit
     _encode_str, _int, _str, _getattr, _callable, _bool = str.encode, int, str, getattr, callable, bool
     _stdout = sys.stdout
-    encode = _make_encoder()
+    encode, encode_loosely = _make_encoder(), _make_encoder(loose=True)
+    token = object()  # equal to nothing but itself: an object `==` to it is `==` to anything
+
+    def naive(value, e: BaseException) -> str:
+        """A result that is not a plain value, as far as the naive eq_override grader needs it, without the
+        expected value (which never enters the child): "eq" when it is `==` to anything (an always-equal
+        object), "loose" + the encoding of its builtin base when it subclasses a builtin (the grader compares
+        that naively), else "obj"."""
+        try:
+            if _bool(value == token):
+                return "eq " + describe(e)
+        except _BaseException:
+            pass
+        try:
+            return "loose " + encode_loosely(value)
+        except _BaseException:
+            return "obj " + describe(e)
 
     def emit(*parts: str) -> None:
         data = _encode_str(_str_join(" ", (nonce, *parts)) + "\n", "utf-8", "surrogatepass")
         while data:
             data = data[_write(3, data) :]
-
-    def verdict() -> bool:  # wait for the zygote's verdict on the test just reported
-        try:
-            return _read(4, 1) == b"c"
-        except _BaseException:
-            return False
 
     def describe(e: BaseException) -> str:
         try:
@@ -1079,14 +1093,12 @@ def _harness(job: Job, compiled: dict, ns: dict, nonce: str) -> None:
                 try:
                     payload = "ok " + encode(value)
                 except _BaseException as e:  # not a plain value (an always-equal object, an int subclass, ...)
-                    payload = "obj " + describe(e)
+                    payload = naive(value, e)
             except _SystemExit:
                 raise
             except _BaseException as e:
                 payload = "err " + describe(e)
-            emit("r", _str(i), payload)
-            if not verdict():
-                break
+            emit("r", _str(i), payload)  # every test runs: whether an answer was right is decided after we are gone
         for i in _range(_len(asserts)):
             try:
                 _exec(asserts[i], ns)
@@ -1139,8 +1151,9 @@ def _probe_run_tests(ns: dict, _getattr, _callable, _bool) -> bool:
     return True
 
 
-def _make_encoder(max_items: int = 1_000_000, max_depth: int = 100, max_chars: int = 1 << 20):
-    """value -> tagged JSON text, accepting exact builtin types only (subclasses are rejected).
+def _make_encoder(max_items: int = 1_000_000, max_depth: int = 100, max_chars: int = 1 << 20, loose: bool = False):
+    """value -> tagged JSON text, accepting exact builtin types only (subclasses are rejected; with `loose`,
+    a subclass of a builtin is encoded as its builtin base, for the naive eq_override grader only).
 
     ["n"] None, ["b",0|1], ["i",hex], ["f",float.hex], ["s",utf-8 hex], ["l"|"t"|"S"|"F",[...]] list/tuple/
     set/frozenset, ["d",[[k,v],...]], ["L",[vals]] a ListNode chain, ["R",[vals|["n"]]] a TreeNode in level order.
@@ -1148,8 +1161,20 @@ def _make_encoder(max_items: int = 1_000_000, max_depth: int = 100, max_chars: i
     _type, _int, _float, _str, _bool, _list, _tuple, _set, _frozenset, _dict = (
         type, int, float, str, bool, list, tuple, set, frozenset, dict)  # fmt: skip
     _hex, _float_hex, _str_encode, _bytes_hex, _len, _str_join = hex, float.hex, str.encode, bytes.hex, len, str.join
-    _dict_items, _getattr, _TypeError, _ValueError = dict.items, getattr, TypeError, ValueError
+    _dict_items, _getattr, _TypeError, _ValueError, _issubclass = dict.items, getattr, TypeError, ValueError, issubclass
     TEXT = 1
+    bases = (_int, _float, _str, _list, _tuple, _dict, _set, _frozenset)  # (bool cannot be subclassed)
+
+    def downcast(v):
+        t = _type(v)  # type(), not isinstance: a spoofed __class__ does not count
+        if v is None or t in bases or t is _bool or t.__name__ in ("ListNode", "TreeNode"):
+            return v
+        for base in bases:
+            if _issubclass(t, base):
+                v = base(v)
+                if _type(v) is base:
+                    return v
+        raise _TypeError("result of non-builtin type")
 
     def encode(value) -> str:
         out, stack, n, size = [], [(0, value, 0)], 0, 0
@@ -1162,6 +1187,8 @@ def _make_encoder(max_items: int = 1_000_000, max_depth: int = 100, max_chars: i
             n += 1
             if n > max_items or depth > max_depth or size > max_chars:
                 raise _ValueError("result too large or too deeply nested")
+            if loose:
+                v = downcast(v)
             t = _type(v)
             if v is None:
                 piece = '["n"]'
@@ -1201,6 +1228,8 @@ def _make_encoder(max_items: int = 1_000_000, max_depth: int = 100, max_chars: i
                 raise _TypeError("result of non-builtin type")
             out.append(piece)
             size += _len(piece)
+            if size > max_chars:  # after the piece: one huge int or str must not slip past the cap
+                raise _ValueError("result too large or too deeply nested")
         return _str_join("", out)
 
     return encode
@@ -1246,8 +1275,25 @@ class _Tree:  # a TreeNode, by its LeetCode level order (None gaps, no trailing 
     vals: tuple
 
 
+MAX_SAME_HASH = 64  # elements of one decoded set (keys of one dict) that may share a hash value
+
+
+def _hashable(items: list) -> list:
+    """`items`, checked before a set or dict is built of them: a pile of distinct values with one hash (crafted
+    ints do it) makes building it quadratic (107 s for one forged record, issue 18). Linear: distinct
+    hash values, which index a dict without piling up."""
+    counts: dict = {}
+    for e in items:
+        h = hash(e)  # (TypeError for an unhashable element: malformed)
+        counts[h] = c = counts.get(h, 0) + 1
+        if c > MAX_SAME_HASH:
+            raise ValueError("result whose elements share hashes (built to be slow)")
+    return items
+
+
 def _decode(node: object) -> object:
-    """The child's tagged JSON -> a plain value (ValueError on anything malformed: the child is not trusted)."""
+    """The child's tagged JSON -> a plain value (ValueError on anything malformed: the child is not trusted).
+    Linear in the size of `node`: sets and dicts are built only of elements that pass `_hashable`."""
     if not isinstance(node, list) or not node or not isinstance(node[0], str):
         raise ValueError("malformed result")
     tag, rest = node[0], node[1:]
@@ -1271,11 +1317,13 @@ def _decode(node: object) -> object:
     if tag == "t":
         return tuple(_decode(e) for e in x)
     if tag == "S":
-        return {_decode(e) for e in x}
+        return set(_hashable([_decode(e) for e in x]))
     if tag == "F":
-        return frozenset(_decode(e) for e in x)
+        return frozenset(_hashable([_decode(e) for e in x]))
     if tag == "d":
-        return {_decode(k): _decode(v) for k, v in x}
+        pairs = [(_decode(k), _decode(v)) for k, v in x]
+        _hashable([k for k, _ in pairs])
+        return dict(pairs)
     if tag == "L":
         return _Linked(tuple(_decode(e) for e in x)) if x else None
     if tag == "R":
