@@ -189,5 +189,5 @@ def test_cli_error_exits_nonzero(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["results", "--runs-dir", str(tmp_path / "nowhere")])
     with pytest.raises(SystemExit) as e:
         results.main()
-    assert e.value.code == 1
+    assert e.value.code == 2  # bad input (cli.py)
     assert not (tmp_path / "outputs").exists()

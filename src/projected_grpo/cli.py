@@ -25,6 +25,14 @@ class Interrupted(Exception):
     """A clean stop on SIGINT/SIGTERM; the message says where the run stopped and how to continue (exit 130)."""
 
 
+def setup_logging() -> None:
+    """Log lines as `LEVEL   message` on stderr (LOGLEVEL=DEBUG shows more), the same in every CLI."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("LOGLEVEL", "INFO"), format="<level>{level: <7}</level> {message}")
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

@@ -38,7 +38,7 @@ from safetensors import safe_open
 from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
-from projected_grpo.cli import Failure, Interrupted, check_writable, exit_codes, read_utf8
+from projected_grpo.cli import Failure, Interrupted, check_writable, exit_codes, read_utf8, setup_logging
 from projected_grpo.evaluate import evaluate
 from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
 from projected_grpo.pairs import load_pairs, pairs_from_problems
@@ -915,8 +915,7 @@ def main(argv: list[str] | None = None) -> None:
 
     Exit status (cli.py): 0 done, 2 bad input, 1 a failure inside the run, 130 interrupted (checkpoint written)."""
     argv = sys.argv[1:] if argv is None else argv
-    logger.remove()
-    logger.add(sys.stderr, level=os.environ.get("LOGLEVEL", "INFO"), format="<level>{level: <7}</level> {message}")
+    setup_logging()
     with exit_codes():
         cfg = parse_args(argv)
         run(cfg)
