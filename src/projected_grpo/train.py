@@ -80,11 +80,11 @@ class Config:
     """a pair ref (pairs.py), or exactly "problems:train" (no selectors): each training-split problem's canonical hack
     vs its reference (the teacher's own hack templates, not the authored pairs)"""
     k: int = 4  # basis directions per module (before the global noise floor)
-    floor_quantile: float = 0.25  # global noise floor: axes weaker than this quantile of all modules' axes are dropped
+    floor_quantile: float = 0.25  # drop (module, axis) under this quantile of all modules' top-k singular values
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
-    gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"  # which components count: hack-ward only, both signs, anti-hack only
-    preserve_magnitude: bool = True  # rescale the projected gradient to its original norm
-    overshoot: float = 1.0  # multiple of the hack-ward component removed (1: exactly)
+    gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"  # removed per axis: relu(c) (hack-ward part only) | c (both signs) | 2c (a reflection)
+    preserve_magnitude: bool = True  # rescale the projected gradient back to the original gradient's norm
+    overshoot: float = 1.0  # removed = overshoot x the gated component (1: exactly it)
     project_update: bool = True  # remove the hack-ward part of the realised AdamW update too (the Adam bypass)
     refresh_every: int = 0  # re-extract the basis from the same pairs at the current weights every N steps (0: never)
     gated: bool = False  # gated routing: whole rollouts go to deployed / both / quarantine by their basis alignment
