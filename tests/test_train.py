@@ -124,7 +124,7 @@ def test_non_finite_loss_stops_with_a_checkpoint_naming_the_step(tmp_path, monke
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "projected_grpo.train", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run([sys.executable, "-m", "projected_grpo.train", *args], capture_output=True, text=True, cwd=REPO, timeout=600)  # generous: imports alone took >100 s under load
 
 
 @pytest.mark.parametrize(
