@@ -220,6 +220,5 @@ def test_resuming_a_run_saved_with_oracle_penalty_spells_it_as_the_gt_monitor(tm
     for k in ("monitor", "monitor_use", "monitor_accuracy", "monitor_penalty", "probe_kind", "probe_layer", "inoculation"):
         raw.pop(k)
     (tmp_path / "config.json").write_text(json.dumps({**raw, "oracle_penalty": 3.0}))
-    monkeypatch.setattr("sys.argv", ["train", "--resume", str(tmp_path)])
-    cfg = train.resume_config()
+    cfg = train.saved_config(tmp_path)
     assert (cfg.monitor, cfg.monitor_accuracy, cfg.monitor_use, cfg.monitor_penalty) == ("gt", 1.0, "penalty", 3.0)

@@ -189,5 +189,24 @@ def test_cli_error_exits_nonzero(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["results", "--runs-dir", str(tmp_path / "nowhere")])
     with pytest.raises(SystemExit) as e:
         results.main()
-    assert e.value.code == 1
+    assert e.value.code == 2  # bad input (cli.py)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_pareto_draws_the_before_training_markers_on_top(runs_dir: Path, tmp_path: Path, monkeypatch):
+    from projected_grpo import results
+
+    axes = []
+    real_subplots = results.plt.subplots
+
+    def subplots(*args, **kwargs):  # keep the axes the plot draws on
+        fig, ax = real_subplots(*args, **kwargs)
+        axes.append(ax)
+        return fig, ax
+
+    monkeypatch.setattr(results.plt, "subplots", subplots)
+    runs = load_runs(runs_dir)
+    labels = sorted({r.row_label for r in runs})
+    results.plot_pareto(runs, labels, tmp_path / "pareto.png")
+    z = {c.get_label(): c.get_zorder() for c in axes[0].collections}
+    assert z.pop("before training") > max(z.values())

@@ -348,7 +348,8 @@ def validate_basis(basis: Basis, heldout_diffs: dict[str, Float[Tensor, "n _"]],
     else:
         logger.warning(
             f"!!! BASIS FAILS VALIDATION: {msg} (bar: median >= {MIN_MEDIAN_COS}, share >= {MIN_SHARE_POS:.0%}). "
-            "The extracted directions do not generalise to held-out pairs; projection will be close to random."
+            "The extracted directions do not generalise to held-out pairs; projection will be close to random. "
+            "(Expected for an untrained random model such as the smoke's: it checks mechanics, not the method.)"
         )
     return report
 

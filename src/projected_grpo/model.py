@@ -14,7 +14,9 @@ config.json, a config shipped in `data/models/` for a hub id (offline; `Qwen/Qwe
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from loguru import logger
@@ -68,6 +70,34 @@ def random_qwen3_config(name: str, vocab_size: int, attn: str = "sdpa") -> Qwen3
         attn_implementation=attn,
         **RANDOM_CONFIGS[name],
     )
+
+
+def check_model_source(name: str) -> None:
+    """Fail at once, in one line, when `name` cannot be loaded: not a random model, not a local directory with a
+    config.json, not in the Hugging Face cache, and the hub unreachable or HF_HUB_OFFLINE set. (Left to
+    transformers, an unreachable hub costs ~30 s of retries and a 100-line traceback, after the data loaded.)"""
+    if name in RANDOM_CONFIGS:
+        return
+    local = Path(name)
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(f"--model {name}: a directory without config.json (not a saved Hugging Face model)")
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"--model {name}: no such directory")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # cached: loads offline
+    hint = f"a local directory, a cached hub id, or a random model ({', '.join(RANDOM_CONFIGS)})"
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(f"--model {name}: not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE is set; use {hint}")
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as e:
+        raise ValueError(f"--model {name}: not a local directory, not in the Hugging Face cache, and {host} cannot be reached "
+                         f"({e.strerror or e}); use {hint}") from None
 
 
 def pick_device(device: str | None = None) -> torch.device:

@@ -162,7 +162,9 @@ def load_problems(path: str | Path = DEFAULT_PROBLEMS, mode: str | None = None) 
         if not p.is_file():
             raise FileNotFoundError(f"problems file not found: {p}")
         rows = []
-        for i, line in enumerate(p.read_text().splitlines()):
+        from projected_grpo.cli import read_utf8
+
+        for i, line in enumerate(read_utf8(p).splitlines()):
             if not line.strip():
                 continue
             try:

@@ -24,6 +24,7 @@ from loguru import logger
 matplotlib.use("Agg")  # headless: plots are files, the training boxes have no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
+from projected_grpo.cli import check_writable, exit_codes, read_utf8, setup_logging
 from projected_grpo.problems import MODES
 
 METRICS = ("hack", "pass", "safepass")
@@ -80,7 +81,7 @@ def read_jsonl(file: Path) -> list[dict]:
     if not file.exists():
         return []
     rows = []
-    for i, line in enumerate(file.read_text().splitlines(), 1):
+    for i, line in enumerate(read_utf8(file).splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -96,7 +97,7 @@ def load_runs(runs_dir: Path, preset: str | None = None) -> list[Run]:
     runs = []
     for file in sorted(runs_dir.glob("**/summary.json")):
         try:
-            s = json.loads(file.read_text())
+            s = json.loads(read_utf8(file))
         except json.JSONDecodeError as e:
             raise ValueError(f"{file}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if preset is None or s.get("preset") == preset:
@@ -309,7 +310,8 @@ def plot_pareto(runs: list[Run], labels: list[str], path: Path) -> None:
         ax.scatter([100 * r.summary["final_eval"]["hack"] for r in rs], [100 * r.summary["final_eval"]["pass"] for r in rs],
                    color=colors[lab], marker="*" if rs[0].summary.get("oracle") else "o", s=60, label=f"{lab} (n={len(rs)})")
     init = [(100 * r.summary["initial_eval"]["hack"], 100 * r.summary["initial_eval"]["pass"]) for r in runs]
-    ax.scatter(*zip(*init), color="gray", marker="x", s=30, alpha=0.5, label="before training")
+    # On top of the run points (zorder): every run starts near the same spot, which would hide it otherwise.
+    ax.scatter(*zip(*init), color="black", marker="x", s=40, alpha=0.8, zorder=5, label="before training")
     ax.set(xlabel="final hack % (↓ better)", ylabel="final pass % (↑ better)", xlim=(-2, 102), ylim=(-2, 102),
            title="Deploy eval, one point per run (better: ↖)")
     ax.grid(alpha=0.3)
@@ -387,7 +389,7 @@ def collect(cfg: Config) -> list[dict]:
     runs = load_runs(cfg.runs_dir, cfg.preset)
     rows = summary_rows(runs, cfg.baseline_label)
     labels = [r["label"] for r in rows]
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(cfg.out_dir, "--out-dir")
     md = markdown(runs, rows)
     _atomic(cfg.out_dir / "results.md", lambda tmp: tmp.write_text(md))
     write_csv(rows, cfg.out_dir / "results.csv")
@@ -399,14 +401,12 @@ def collect(cfg: Config) -> list[dict]:
 
 
 def main() -> None:
+    """Exit status (cli.py): 0 done, 2 bad input (no runs, a malformed summary), 1 a failure inside, 130 interrupted."""
     import tyro
 
-    cfg = tyro.cli(Config)
-    try:
-        collect(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        logger.error(str(e))
-        raise SystemExit(1) from None
+    setup_logging()
+    with exit_codes():
+        collect(tyro.cli(Config, prog="python -m projected_grpo.results"))
 
 
 if __name__ == "__main__":

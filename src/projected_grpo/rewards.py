@@ -538,8 +538,10 @@ def grade(problem: Problem, completion: str) -> Grade:
 def _read_completions(path: Path, problems: dict[str, Problem]) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"completions file not found: {path}")
+    from projected_grpo.cli import read_utf8
+
     rows, seen = [], set()
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}: row {n}"
@@ -569,14 +571,20 @@ def cmd_grade(problems: Path, completions: Path, out: Path, workers: int | None 
     """Grade completion rows {id, problem_id, mode, completion}; one output row per completion, keyed by id."""
     from projected_grpo.problems import load_problems
 
+    from projected_grpo.cli import check_writable
+
+    check_writable(out.parent, "--out's directory")  # before any grading: never lose the work to an unwritable path
     by_id = {p.id: p for p in load_problems(problems)}
     rows = _read_completions(completions, by_id)
+    if not rows:
+        print(f"warning: {completions} holds no completions; writing an empty {out}", file=sys.stderr)
     items = [(by_id[str(r["problem_id"])].with_mode(r["mode"]), r["completion"]) for r in rows]
     for p, _ in items:
         parse_tests(p.id, p.tests)  # unsupported tests fail here, before any grading
-    with Grader(workers=workers, timeout_s=timeout_s) as g:
-        grades = g.grade_many(items)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    grades = []
+    if items:
+        with Grader(workers=workers, timeout_s=timeout_s) as g:
+            grades = g.grade_many(items)
     tmp = out.with_name(out.name + ".tmp")
     try:  # all or nothing: never a partial output file
         tmp.write_text("".join(json.dumps({"id": r["id"], "problem_id": str(r["problem_id"]), **g.to_json()}) + "\n" for r, g in zip(rows, grades, strict=True)))
@@ -635,13 +643,14 @@ def cmd_selfcheck(problems: str = "", n: int = 6, workers: int | None = None) ->
 
 
 def main() -> None:
+    """Exit status (cli.py): 0 done, 2 bad input, 1 a failure inside (selfcheck: the matrix is not diagonal), 130 interrupted."""
     import tyro
 
-    try:
+    from projected_grpo.cli import exit_codes, setup_logging
+
+    setup_logging()
+    with exit_codes():
         tyro.extras.subcommand_cli_from_dict({"grade": cmd_grade, "selfcheck": cmd_selfcheck}, prog="python -m projected_grpo.rewards")
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +36,12 @@ import numpy as np
 import torch
 import tyro
 from loguru import logger
+from safetensors import safe_open
 from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
 from projected_grpo import plan
+from projected_grpo.cli import Failure, Interrupted, check_writable, exit_codes, read_utf8, setup_logging
 from projected_grpo.evaluate import evaluate
 from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
 from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
@@ -46,7 +50,7 @@ from projected_grpo.gating import QuantileGate
 from projected_grpo.monitor import Probe, fit_probe, noisy_labels
 from projected_grpo.proj import Projector, UpdateProjector
 from projected_grpo.rebound import concept_direction, concept_layer, concept_scores
-from projected_grpo.rewards import Grader
+from projected_grpo.rewards import Grader, parse_tests
 from projected_grpo.rollout import Row, pack, row_from_text, sample, token_logprobs
 from projected_grpo.teacher import pool_for
 from projected_grpo.warmstart import WarmStartConfig, warm_start
@@ -56,44 +60,48 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Config:
-    preset: str = "smoke"
-    # model and adapter
+    preset: str = "smoke"  # the preset this config started from (names outputs/<preset>/)
+    # ── model and adapter (a blank line after each section comment keeps it out of the --help text)
+
     model: str = "tiny-random-qwen3"  # hub id, local dir, or an offline random model (model.RANDOM_CONFIGS)
     device: str | None = None  # default: cuda when available
     dtype: Literal["fp32", "bf16"] | None = None  # base weights (default: bf16 on CUDA, fp32 on CPU); knobs stay fp32
     plan: bool = False  # print the memory/time plan from the model's config.json (no weights loaded) and exit
-    adapter: Literal["lora", "svd"] = "lora"
-    rank: int = 8
-    targets: tuple[str, ...] = adapters.DEFAULT_TARGETS
-    # environment
-    problems: str = "data/problems/substrate.jsonl"
+    adapter: Literal["lora", "svd"] = "lora"  # lora: frozen A, trained B and B_hack; svd: dS and dS_hack in W's singular basis
+    rank: int = 8  # adapter rank per target module
+    targets: tuple[str, ...] = adapters.DEFAULT_TARGETS  # names of the Linear modules that get an adapter
+    # ── environment
+
+    problems: str = "data/problems/substrate.jsonl"  # the project's jsonl, the benchmark's LeetCode jsonl, or a datasets id
     problems_mode: str | None = None  # override every problem's loophole mode ("cycle": round-robin over loopholes)
     eval_frac: float = 0.25  # held-out share of problems, stratified by mode
     split_seed: int = 0  # fixed across seeds: every seed and arm evaluates on the same held-out problems
     n_train_problems: int | None = None  # cap on training problems (None: all)
     warm: WarmStartConfig = WarmStartConfig()  # supervised warm start of the base model (epochs 0: none)
     hack_forms: bool = False  # organism v2: warm-start and teacher hacks in forms.py's train forms, training split only
-    # method
-    arm: Literal["none", "erase", "route"] = "none"
-    basis: Literal["real", "random", "shuffled", "nonhack"] = "real"
-    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py); "problems:train": each training problem's
-    # canonical hack vs its reference (v1's template oracle); "forms:oracle|authored|unseen|neutral": organism v2's
-    # pair ladder on the training split (pairs.FORM_SETS)
+    # ── method
+
+    arm: Literal["none", "erase", "route"] = "none"  # what happens to the hack-ward gradient: measured only, erased, routed to the quarantine
+    basis: Literal["real", "random", "shuffled", "nonhack"] = "real"  # the extracted basis, or a placebo of the same shape
+    pairs: str = "data/pairs/hack_pairs.md"
+    """a pair ref (pairs.py); "problems:train": each training problem's canonical hack vs its reference (v1's template
+    oracle); "forms:oracle|authored|unseen|neutral": organism v2's pair ladder on the training split (pairs.FORM_SETS)"""
     k: int = 4  # basis directions per module (before the global noise floor)
-    floor_quantile: float = 0.25
+    floor_quantile: float = 0.25  # drop (module, axis) under this quantile of all modules' top-k singular values
     extract_loss: Literal["mean", "branch"] = "mean"  # branch: pair NLL only after hack and clean part (extract.py)
     extract_direction: Literal["svd", "mean_diff", "activation"] = "svd"  # how V is read off the differences
     per_mode_basis: bool = False  # union of one basis per loophole mode
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
-    gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"
-    preserve_magnitude: bool = True
-    overshoot: float = 1.0
+    gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"  # removed per axis: relu(c) (hack-ward part only) | c (both signs) | 2c (a reflection)
+    preserve_magnitude: bool = True  # rescale the projected gradient back to the original gradient's norm
+    overshoot: float = 1.0  # removed = overshoot x the gated component (1: exactly it)
     project_update: bool = True  # remove the hack-ward part of the realised AdamW update too (the Adam bypass)
     refresh_every: int = 0  # re-extract the basis from the same pairs at the current weights every N steps (0: never)
     gated: bool = False  # gated routing: whole rollouts go to deployed / both / quarantine by their basis alignment
     gate_basis: Literal["real", "random"] = "real"  # the basis that scores rollouts (random: the placebo)
     gate_quantile: float = 0.1  # top q of scores: quarantine only; the next q: both adapters
-    # baselines and controls (issue: negative controls)
+    # ── baselines and controls (issue: negative controls)
+
     rebound_alpha: float = 0.0  # advantage-level baseline: reward -= alpha * max(0, concept score)
     # monitors (the benchmark's baselines, monitor.py): flag rollouts, then penalise them or screen them out
     monitor: Literal["none", "gt", "probe"] = "none"  # gt: ORACLE (true hack labels); probe: linear probe on the pairs
@@ -104,32 +112,34 @@ class Config:
     probe_layer: float = 0.66  # depth fraction of the probed hidden state
     inoculation: bool = False  # training prompts only: a system-prompt line permitting the loophole
     heldout_mode: str | None = None  # leave-one-mode-out: basis pairs and teacher pool exclude this loophole
-    # GRPO
-    steps: int = 30
-    prompts_per_step: int = 2
+    # ── GRPO
+
+    steps: int = 30  # optimizer steps (a resume may raise it)
+    prompts_per_step: int = 2  # problems per step, each with its own group
     group: int = 2  # student samples per prompt
     teacher_hack: int = 1  # teacher hack rows per prompt (0 and 0: pure student GRPO)
-    teacher_solve: int = 1
-    max_new: int = 48
-    temperature: float = 0.7
-    top_p: float = 0.95
+    teacher_solve: int = 1  # teacher solve (honest) rows per prompt
+    max_new: int = 48  # max new tokens per rollout
+    temperature: float = 0.7  # sampling temperature (> 0)
+    top_p: float = 0.95  # nucleus sampling
     sampler: Literal["auto", "hf", "own"] = "auto"  # rollouts: HF generate or our loop (sampler.py); auto: own on CPU, hf on CUDA
-    lr: float = 1e-3
-    warmup: int = 3
+    lr: float = 1e-3  # AdamW peak learning rate (cosine decay after the warmup)
+    warmup: int = 3  # linear warmup steps
     weight_decay: float = 0.0  # deployed knob only: decay on the quarantine would leak it back
-    clip_eps: float = 0.2
-    kl_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    # evaluation, checkpoints, output
+    clip_eps: float = 0.2  # PPO ratio clip
+    kl_coef: float = 0.0  # K3 KL to the zeroed-adapter reference (0: logged, not trained on)
+    max_grad_norm: float = 1.0  # gradient clipping
+    # ── evaluation, checkpoints, output
+
     eval_samples: int = 2  # samples per held-out problem
     eval_max_new: int | None = None  # default: max_new
     eval_every: int = 0  # 0: only at the start and the end
     eval_variants: bool = True  # also greedy and quarantine-kept decoding at the end
-    ckpt_every: int = 25
-    seed: int = 0
+    ckpt_every: int = 25  # steps between checkpoints (also one at the end, and on SIGINT/SIGTERM)
+    seed: int = 0  # training seed (adapter init, sampling, teacher rows, placebo bases)
     out_dir: str | None = None  # default: outputs/<preset>/<arm>-<basis>-s<seed>
     cache_dir: str = ".cache"
-    resume: str | None = None  # a run directory to continue from its last checkpoint
+    resume: str | None = None  # a run directory to continue from its last checkpoint (its config is the default)
     overwrite: bool = False  # replace an existing run directory (otherwise refuse: never lose a finished run)
     workers: int | None = None  # grader processes (default: CPU count)
     threads: int = 1  # torch CPU threads. Measured: with other processes on the cores, 2 OpenMP threads made sampling ~17x slower
@@ -202,9 +212,27 @@ def split_problems(problems: list[Problem], eval_frac: float, seed: int) -> tupl
 
 
 def validate(cfg: Config) -> None:
-    """Everything checkable before the model loads."""
-    if cfg.steps < 1 or cfg.group < 1 or cfg.prompts_per_step < 1 or cfg.max_new < 1:
-        raise ValueError("steps, group, prompts_per_step and max_new must be >= 1")
+    """Every value checkable before anything loads; one line naming the flag."""
+    at_least_1 = ("steps", "group", "prompts_per_step", "max_new", "rank", "k", "extract_batch", "eval_samples", "ckpt_every", "threads")
+    for name in at_least_1:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{flag(name)} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("teacher_hack", "teacher_solve", "warmup", "eval_every", "refresh_every"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{flag(name)} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("n_train_problems", "eval_max_new", "workers"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ValueError(f"--{flag(name)} must be >= 1 (or None), got {getattr(cfg, name)}")
+    positive = ("lr", "temperature", "top_p", "clip_eps", "max_grad_norm", "overshoot", "gate_quantile")
+    non_negative = ("weight_decay", "kl_coef", "rebound_alpha", "monitor_penalty")
+    for name in (*positive, *non_negative):
+        v = getattr(cfg, name)
+        if not math.isfinite(v) or v < 0 or (v == 0 and name in positive):
+            raise ValueError(f"--{flag(name)} must be a finite number {'> 0' if name in positive else '>= 0'}, got {v}")
+    if cfg.top_p > 1 or cfg.gate_quantile > 0.5:
+        raise ValueError(f"--top-p must be in (0, 1] and --gate-quantile in (0, 0.5], got {cfg.top_p} and {cfg.gate_quantile}")
+    if not 0 <= cfg.floor_quantile < 1:
+        raise ValueError(f"--floor-quantile must be in [0, 1), got {cfg.floor_quantile}")
     if cfg.group + cfg.teacher_hack + cfg.teacher_solve < 2:
         raise ValueError("a group needs at least 2 rows per prompt (group + teacher rows) for a group-relative advantage")
     if cfg.problems_mode not in (None, "cycle", "none", *LOOPHOLE_MODES):
@@ -219,18 +247,64 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--monitor-accuracy applies to --monitor gt only (got --monitor {cfg.monitor})")
     if not 0 < cfg.probe_layer <= 1:
         raise ValueError(f"--probe-layer is a depth fraction in (0, 1], got {cfg.probe_layer}")
+    if not cfg.targets:
+        raise ValueError("--targets is empty: the adapter needs at least one module name")
+    if cfg.device is not None:
+        try:
+            dev = torch.device(cfg.device)
+        except RuntimeError:
+            raise ValueError(f"--device {cfg.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {cfg.device}: CUDA is not available on this machine")
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass
+class Inputs:
+    """What a run reads before any model: problems, their split, pairs."""
+
+    problems: list[Problem]
+    train: list[Problem]
+    held_out: list[Problem]
+    pairs: list
+
+
+def load_inputs(cfg: Config) -> Inputs:
+    """Problems (every test parsed), split and pairs; a bad file fails here, before any model loads."""
+    problems = load_problems(resolve_path(cfg.problems), mode=cfg.problems_mode)
+    for p in problems:  # the grader understands only `assert CALL == EXPECTED`-style tests: fail now, not mid-eval
+        parse_tests(p.id, p.tests)
+    train_problems, eval_problems = split_problems(problems, cfg.eval_frac, cfg.split_seed)
+    if not eval_problems or not train_problems:
+        raise ValueError(f"{cfg.problems}: {len(train_problems)} train / {len(eval_problems)} held-out problems; "
+                         "evaluation needs >= 2 problems in some mode (and --eval-frac > 0)")
+    if cfg.n_train_problems:
+        train_problems = train_problems[: cfg.n_train_problems]
+    pairs = pairs_for(cfg.pairs, train_problems)
+    if cfg.heldout_mode:
+        pairs = [p for p in pairs if cfg.heldout_mode not in p.tags]
+        if not pairs:
+            raise ValueError(f"no pairs left after holding out {cfg.heldout_mode}")
+    return Inputs(problems, train_problems, eval_problems, pairs)
 
 
 def check_targets(cfg: Config) -> None:
-    """Fail before downloading or loading weights if no Linear matches the adapter targets."""
+    """Fail before downloading or loading weights if the model cannot be found or no Linear matches the targets."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from projected_grpo.model import RANDOM_CONFIGS, load_tokenizer, random_qwen3_config
+    from projected_grpo.model import RANDOM_CONFIGS, check_model_source, load_tokenizer, random_qwen3_config
 
+    check_model_source(cfg.model)
     if cfg.model in RANDOM_CONFIGS:
         hf_cfg = random_qwen3_config(cfg.model, len(load_tokenizer(cfg.model)))
     else:
-        hf_cfg = AutoConfig.from_pretrained(cfg.model)
+        try:
+            hf_cfg = AutoConfig.from_pretrained(cfg.model)
+        except (OSError, ValueError) as e:  # not a model repo, no access, unknown architecture: its first line says which
+            raise ValueError(f"--model {cfg.model}: {str(e).strip().splitlines()[0]}") from None
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(hf_cfg)
     names = [n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)]
@@ -471,7 +545,7 @@ def mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(Failure):
     pass
 
 
@@ -482,38 +556,96 @@ def check_finite(x: torch.Tensor, step: int, what: str) -> None:
 
 # ── checkpoints ────────────────────────────────────────────────────────────────────────────────────
 
+CKPT_FILES = ("knobs.safetensors", "trainer.pt")
+
 
 def save_checkpoint(out: Path, model, opt, sched, state: State, gate: QuantileGate | None) -> None:
-    """Written into ckpt.tmp/ then swapped in, so a kill mid-write leaves the previous checkpoint intact."""
-    tmp, final, old = out / "ckpt.tmp", out / "ckpt", out / "ckpt.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    adapters.save_knobs(model, tmp / "knobs.safetensors", metadata={"step": str(state.step)})
-    torch.save(
-        dict(
-            step=state.step,
-            optimizer=opt.state_dict(),
-            scheduler=sched.state_dict(),
-            python_rng=state.rng.getstate(),
-            torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            gate=gate.state_dict() if gate else None,
-        ),
-        tmp / "trainer.pt",
-    )
+    """Keep-last-2: written whole into ckpt.tmp/ and flushed, then ckpt/ becomes ckpt.prev/ and ckpt.tmp/ becomes
+    ckpt/. A kill or a full disk mid-write leaves ckpt/ as it was; a file torn afterwards (a crash before the disk
+    flushed it) still leaves ckpt.prev/, one checkpoint older."""
+    tmp, final, prev = out / "ckpt.tmp", out / "ckpt", out / "ckpt.prev"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        adapters.save_knobs(model, tmp / "knobs.safetensors", metadata={"step": str(state.step)})
+        torch.save(
+            dict(
+                step=state.step,
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(),
+                python_rng=state.rng.getstate(),
+                torch_rng=torch.get_rng_state(),
+                cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                gate=gate.state_dict() if gate else None,
+            ),
+            tmp / "trainer.pt",
+        )
+        for name in CKPT_FILES:
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+    except Exception as e:  # ENOSPC, EIO, ... (torch reports a failed write as a RuntimeError)
+        logger.opt(exception=e).debug("checkpoint write failed")
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = checkpoint_step(final)
+        raise Failure(f"could not write the checkpoint of step {state.step} ({getattr(e, 'strerror', None) or e}); "
+                      + (f"the previous one (step {kept}) is intact in {final}" if kept is not None else "no earlier checkpoint exists")) from None
     if final.exists():
-        final.rename(old)
+        shutil.rmtree(prev, ignore_errors=True)
+        final.rename(prev)
     tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, model, opt, sched, state: State, gate: QuantileGate | None) -> None:
-    ckpt = out / "ckpt"
-    if not (ckpt / "trainer.pt").exists():
-        raise FileNotFoundError(f"no checkpoint to resume in {ckpt}")
+def checkpoint_dir(out: Path) -> Path | None:
+    """ckpt/, or ckpt.prev/ when a kill fell between save_checkpoint's two renames; None before the first checkpoint."""
+    return next((d for d in (out / "ckpt", out / "ckpt.prev") if d.is_dir()), None)
+
+
+def checkpoint_step(ckpt: Path | None) -> int | None:
+    """The step a checkpoint holds, from its knob file's metadata (None: no readable checkpoint)."""
+    try:
+        with safe_open(str(ckpt / "knobs.safetensors"), framework="pt") as f:
+            return int((f.metadata() or {})["step"])
+    except Exception:
+        return None
+
+
+def read_checkpoint(ckpt: Path) -> dict:
+    """The trainer state of a checkpoint whose two files are whole and agree; a ValueError naming the bad file
+    otherwise, with nothing changed on disk."""
+    prev = ckpt.parent / "ckpt.prev"
+    hint = (f"; nothing was changed. The previous checkpoint (step {checkpoint_step(prev)}) is in {prev}: move {ckpt} "
+            f"aside and rename {prev.name} to {ckpt.name} to resume from it") if ckpt != prev and prev.is_dir() else "; nothing was changed"
+    for name in CKPT_FILES:
+        if not (ckpt / name).is_file():
+            raise FileNotFoundError(f"{ckpt / name}: checkpoint file missing{hint}")
+
+    def torn(name: str, e: Exception) -> ValueError:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return ValueError(f"{ckpt / name}: torn or unreadable checkpoint file ({reason[:160]}){hint}")
+
+    try:
+        with safe_open(str(ckpt / "knobs.safetensors"), framework="pt") as f:
+            knob_step = (f.metadata() or {}).get("step")
+            for key in f.keys():
+                f.get_tensor(key)  # reads every byte: a file cut short fails here
+    except Exception as e:
+        raise torn("knobs.safetensors", e) from None
+    try:
+        blob = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise torn("trainer.pt", e) from None
+    wanted = {"step", "optimizer", "scheduler", "python_rng", "torch_rng", "cuda_rng", "gate"}
+    if not isinstance(blob, dict) or not wanted <= set(blob):
+        raise torn("trainer.pt", ValueError(f"missing {sorted(wanted - set(blob)) if isinstance(blob, dict) else 'everything'}"))
+    if knob_step != str(blob["step"]):
+        raise ValueError(f"{ckpt}: knobs.safetensors holds step {knob_step} but trainer.pt step {blob['step']} (files of two checkpoints){hint}")
+    return blob
+
+
+def load_checkpoint(ckpt: Path, model, opt, sched, state: State, gate: QuantileGate | None) -> None:
+    blob = read_checkpoint(ckpt)
     adapters.load_knobs(model, ckpt / "knobs.safetensors")
-    blob = torch.load(ckpt / "trainer.pt", weights_only=False)
-    opt.load_state_dict(blob["optimizer"])
+    opt.load_state_dict(blob["optimizer"])  # moves the moments onto each parameter's device
     sched.load_state_dict(blob["scheduler"])
     state.step = blob["step"]
     state.rng.setstate(blob["python_rng"])
@@ -576,46 +708,130 @@ def eval_row(ev: dict) -> dict:
 
 # ── main ───────────────────────────────────────────────────────────────────────────────────────────
 
+PROG = "python -m projected_grpo.train"
+
+# What a resume may change: how much longer the run goes on and where or how it computes. Every other field is the
+# run's identity (model, adapter, arm, basis, seed, problems, pairs, lr, ...): changing one mid-run would silently
+# make a different experiment under the old name, so a resume refuses it. A new Config field is identity by default.
+RESUME_MAY_CHANGE = frozenset({"steps", "ckpt_every", "eval_every", "eval_variants", "workers", "threads", "device", "cache_dir"})
+
 
 def run(cfg: Config) -> dict:
+    """Check everything that can be checked (values, files, model, checkpoint, out dir), then train.
+
+    Raises ValueError / FileNotFoundError for bad input, cli.Failure for a failure inside the run, and
+    cli.Interrupted on SIGINT/SIGTERM (after the checkpoint); `main` turns each into one line and an exit code."""
     validate(cfg)
     if cfg.plan:  # from the model's config.json alone: no weights, no output directory
         print(plan.describe(cfg))
         return {}
-    plan.check_fits(cfg)  # one line naming the knob to turn, before any weights load, when it cannot fit
     out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
-    if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
-        raise ValueError(f"{out} already holds a run: pass --resume {out} to continue it, --overwrite to replace it, or --out-dir")
-    if cfg.overwrite and not cfg.resume:
-        shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_existing_run(cfg, out)
+    inputs = load_inputs(cfg)
+    check_targets(cfg)  # also: can the model id be reached at all (one line, no retries)
+    plan.check_fits(cfg)  # one line naming the knob to turn, before any weights load, when it cannot fit
+    if cfg.resume:
+        done = resume_point(cfg, out)
+        if done == cfg.steps and (out / "summary.json").exists():
+            logger.info(f"{out} finished at step {done}: nothing to do, nothing changed (--steps N > {done} continues it)")
+            return json.loads((out / "summary.json").read_text())
+    prepare_out_dir(cfg, out)
     log_handler = logger.add(out / "train.log", level="DEBUG")
     try:
-        return _run(cfg, out)
+        with StopSignals() as stop:
+            return _run(cfg, out, inputs, stop)
+    except KeyboardInterrupt:
+        step = checkpoint_step(checkpoint_dir(out))
+        if step is None:
+            raise Interrupted(f"interrupted before the first checkpoint: nothing to resume; rerun the same command "
+                              f"(it replaces the incomplete {out})") from None
+        raise Interrupted(f"interrupted; the last checkpoint is step {step}; continue with: {PROG} --resume {out}") from None
+    except Exception as e:
+        logger.opt(exception=e).debug("the run stopped")  # the traceback, for train.log only
+        raise
     finally:
         logger.remove(log_handler)
 
 
-def _run(cfg: Config, out: Path) -> dict:
-    t_start = time.time()
-    logger.info(f"config:\n{json.dumps(dataclasses.asdict(cfg), indent=2)}")
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+def refuse_existing_run(cfg: Config, out: Path) -> None:
+    """A fresh run never silently replaces a run that has something to lose (a checkpoint or a summary), nor a
+    directory that is not a run. A run that failed before its first checkpoint has nothing: it is replaced."""
+    if cfg.resume:
+        return
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out-dir {out} is a file")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "config.json").exists():
+        raise ValueError(f"--out-dir {out} is not empty and holds no run (no config.json): pick another directory")
+    if (checkpoint_dir(out) or (out / "summary.json").exists()) and not cfg.overwrite:
+        raise ValueError(f"{out} already holds a run: pass --resume {out} to continue it, --overwrite to replace it, or another --out-dir")
 
-    # Data and pairs load (and fail) before any model does.
-    problems = load_problems(resolve_path(cfg.problems), mode=cfg.problems_mode)
-    train_problems, eval_problems = split_problems(problems, cfg.eval_frac, cfg.split_seed)
-    if not eval_problems or not train_problems:
-        raise ValueError(f"{cfg.problems}: {len(train_problems)} train / {len(eval_problems)} held-out problems; "
-                         "evaluation needs >= 2 problems in some mode (and --eval-frac > 0)")
-    if cfg.n_train_problems:
-        train_problems = train_problems[: cfg.n_train_problems]
-    pairs = pairs_for(cfg.pairs, train_problems)
+
+def prepare_out_dir(cfg: Config, out: Path) -> None:
+    if not cfg.resume and (out / "config.json").exists():
+        if not cfg.overwrite:
+            logger.info(f"replacing the incomplete run in {out} (it stopped before its first checkpoint)")
+        shutil.rmtree(out)
+    check_writable(out, "--out-dir")
+
+
+def resume_point(cfg: Config, out: Path) -> int:
+    """The step the run's checkpoint holds, after checking that the checkpoint reads whole (nothing is written yet)."""
+    ckpt = checkpoint_dir(out)
+    if ckpt is None:
+        raise FileNotFoundError(f"--resume {out}: no checkpoint in {out / 'ckpt'} (the run stopped before its first one): "
+                                "start it again without --resume")
+    done = read_checkpoint(ckpt)["step"]
+    if cfg.steps < done:
+        raise ValueError(f"--steps {cfg.steps} is fewer than the {done} steps {out} has already done")
+    return done
+
+
+class StopSignals:
+    """SIGINT/SIGTERM. During the training steps the first one lets the current step finish; the loop then writes a
+    checkpoint and stops (cli.Interrupted). A second one, or one during setup or the final eval, abandons the work
+    at once (KeyboardInterrupt): the last checkpoint on disk is where a resume starts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.during_steps = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.during_steps and not self.requested:
+            self.requested = True
+            tqdm.write(f"{signal.Signals(signum).name}: finishing this step, then a checkpoint (again: stop at once, losing it)")
+            return
+        raise KeyboardInterrupt
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """A temp file renamed over `path`: a reader never sees half a file. The pid keeps concurrent writers apart."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
+    t_start = time.time()
+    logger.info(f"{cfg.label or f'{cfg.arm}/{cfg.basis}'} seed {cfg.seed}: preset {cfg.preset}, model {cfg.model}, "
+                f"{cfg.steps} steps{f', resuming {out}' if cfg.resume else ''} -> {out} (full config: {out / 'config.json'})")
+    write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    logger.debug(f"config: {json.dumps(dataclasses.asdict(cfg))}")
+    problems, train_problems, eval_problems, pairs = inputs.problems, inputs.train, inputs.held_out, inputs.pairs
     if cfg.heldout_mode:
-        pairs = [p for p in pairs if cfg.heldout_mode not in p.tags]
         logger.info(f"leave-one-mode-out: {len(pairs)} pairs without tag {cfg.heldout_mode}")
-        if not pairs:
-            raise ValueError(f"no pairs left after holding out {cfg.heldout_mode}")
-    check_targets(cfg)
     logger.info(f"{len(train_problems)} train / {len(eval_problems)} held-out problems; {len(pairs)} pairs")
 
     seed_everything(cfg.seed)
@@ -682,12 +898,15 @@ def _run(cfg: Config, out: Path) -> dict:
             pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
         eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p, cfg.sampler)
         if cfg.resume:
-            load_checkpoint(out, model, opt, sched, state, gate)
+            load_checkpoint(checkpoint_dir(out), model, opt, sched, state, gate)
             metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-            metrics = [m for m in metrics if m["step"] <= state.step]
+            metrics = [m for m in metrics if m["step"] <= state.step]  # rows past the checkpoint are redone
             evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if line.strip()]
             (out / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals if e["step"] <= state.step))
             initial = json.loads((out / "initial_eval.json").read_text())
+            if (out / "summary.json").exists():  # a finished run given more steps: it is unfinished until they are done
+                (out / "summary.json").replace(out / f"summary-step{state.step}.json")
+                logger.info(f"continuing a finished run: its summary is kept as summary-step{state.step}.json")
             logger.info(f"resumed {out} at step {state.step}")
         else:
             initial = initial_eval(model, tok, eval_args, cfg, cache / "initial_eval", model_id)
@@ -698,6 +917,7 @@ def _run(cfg: Config, out: Path) -> dict:
         tqdm.write(legend())
         tqdm.write(header())
         bar = tqdm(range(state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr)
+        stop.during_steps = True  # a signal now lets the step finish, then checkpoints and stops
         for step in bar:
             try:
                 if cfg.refresh_every and step > 1 and (step - 1) % cfg.refresh_every == 0:
@@ -721,8 +941,12 @@ def _run(cfg: Config, out: Path) -> dict:
                 ev = eval_row(evaluate(model, tok, *eval_args))
                 with (out / "eval.jsonl").open("a") as f:
                     f.write(json.dumps({"step": step, **ev}) + "\n")
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
                 save_checkpoint(out, model, opt, sched, state, gate)
+            if stop.requested:
+                bar.close()
+                raise Interrupted(f"interrupted at step {step}; continue with: {PROG} --resume {out}")
+        stop.during_steps = False
 
         final_all = evaluate(model, tok, *eval_args, variants=cfg.eval_variants)
     final = eval_row(final_all)
@@ -756,10 +980,8 @@ def _run(cfg: Config, out: Path) -> dict:
         warm_start=warm_report,
         cin_null=cin_null(basis, knobs),
     )
-    tmp = out / "summary.json.tmp"  # results.py treats a run with a summary.json as finished: write it whole
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
-    print_summary(summary, final_all["sampled/deploy"]["example"])
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # results.py: a summary.json = a finished run
+    print_summary(summary, final_all["sampled/deploy"]["example"], out)
     return summary
 
 
@@ -776,15 +998,9 @@ def initial_eval(model, tok, eval_args: tuple, cfg: Config, cache_dir: Path, mod
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 10_007)  # its own stream: the same for every arm of this seed
         result = eval_row(evaluate(model, tok, *eval_args))
-    atomic_write_text(path, json.dumps(result))
-    return json.loads(json.dumps(result))  # what a HIT returns
-
-
-def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(result))
+    return json.loads(json.dumps(result))  # what a HIT returns
 
 
 def cin_null(basis: dict, knobs: dict) -> float | None:
@@ -806,7 +1022,7 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def print_summary(summary: dict, example: str) -> None:
+def print_summary(summary: dict, example: str, out: Path) -> None:
     arrows = {key: d for key, _, _, d, _ in COLUMNS}
     lines = [f"── {summary['label']} seed {summary['seed']}: last-5-step means (arrow = healthy direction)"]
     for k, v in summary["train_last5"].items():
@@ -816,38 +1032,95 @@ def print_summary(summary: dict, example: str) -> None:
         e = summary[name]
         lines.append(f"  {name:>12}   hack {e['hack']:.2%} ↓  pass {e['pass']:.2%} ↑  safepass {e['safepass']:+.2%} ↑ (n={e['n']})")
     lines.append(f"  sample generation (deployed, held-out):\n{example[:600]}")
+    lines.append(f"── outputs in {out}/: summary.json, metrics.jsonl, eval.jsonl, config.json, train.log, ckpt/ "
+                 f"(tables and plots: python -m projected_grpo.results --runs-dir {out.parent})")
     tqdm.write("\n".join(lines))
 
 
-def main() -> None:
-    cfg = tyro.extras.overridable_config_cli(PRESETS) if "--resume" not in sys.argv else resume_config()
-    logger.remove()
-    logger.add(sys.stderr, level=os.environ.get("LOGLEVEL", "INFO"), format="<level>{level: <7}</level> {message}")
-    try:
+def main(argv: list[str] | None = None) -> None:
+    """`python -m projected_grpo.train PRESET [--field value ...]` or `... --resume RUN_DIR [--field value ...]`.
+
+    Exit status (cli.py): 0 done, 2 bad input, 1 a failure inside the run, 130 interrupted (checkpoint written)."""
+    argv = sys.argv[1:] if argv is None else argv
+    setup_logging()
+    with exit_codes():
+        cfg = parse_args(argv)
         run(cfg)
-    except (ValueError, FileNotFoundError, NonFiniteError) as e:
-        logger.error(str(e))
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
 
 
-def resume_config() -> Config:
-    """`--resume DIR [--steps N]`: the run's saved config, optionally with more steps."""
-    args = sys.argv[1:]
-    run_dir = Path(args[args.index("--resume") + 1])
-    saved = run_dir / "config.json"
-    if not saved.exists():
-        sys.exit(f"--resume {run_dir}: no config.json there (not a run directory)")
-    raw = json.loads(saved.read_text())
+def parse_args(argv: list[str]) -> Config:
+    if any(a == "--resume" or a.startswith("--resume=") for a in argv):
+        return resume_config(argv)
+    if argv in (["-h"], ["--help"]):  # the presets, then every option (with the smoke preset's defaults)
+        print(f"usage: {PROG} PRESET [OPTIONS]\n       {PROG} --resume RUN_DIR [OPTIONS]\n\n"
+              "presets (each is a default Config; every option below overrides it):")
+        for name, (description, _) in PRESETS.items():
+            print(f"  {name:<6} {description}")
+        print(f"\noptions, with the smoke preset's defaults ({PROG} PRESET --help shows another preset's):")
+        argv = ["smoke", "--help"]
+    return tyro.extras.overridable_config_cli(PRESETS, prog=PROG, args=argv)
+
+
+def resume_config(argv: list[str]) -> Config:
+    """`--resume DIR [--field value ...]`: the run's saved config is the default and the flags go through the same
+    parser as a fresh run's; a flag that would change the run's identity (not in RESUME_MAY_CHANGE) is refused."""
+    run_dir, rest = split_resume(argv)
+    saved = dataclasses.replace(saved_config(run_dir), resume=str(run_dir), out_dir=str(run_dir), overwrite=False)
+    if rest and rest[0] in PRESETS:  # `train smoke --resume DIR`: the preset may be named, if it is the run's own
+        if rest[0] != saved.preset:
+            raise ValueError(f"--resume {run_dir} is a {saved.preset} run, not {rest[0]}")
+        rest = rest[1:]
+    cfg = tyro.cli(Config, default=saved, args=rest, prog=f"{PROG} --resume {run_dir}")
+    changed = [f.name for f in dataclasses.fields(Config) if f.name not in RESUME_MAY_CHANGE and getattr(cfg, f.name) != getattr(saved, f.name)]
+    if changed:
+        raise ValueError(f"--resume cannot change {', '.join('--' + flag(n) for n in changed)}: it defines the run in {run_dir} "
+                         f"(start a new run with another --out-dir instead); a resume may change --{', --'.join(sorted(map(flag, RESUME_MAY_CHANGE)))}")
+    return cfg
+
+
+def split_resume(argv: list[str]) -> tuple[Path, list[str]]:
+    """(the run directory, the other arguments), from `--resume DIR` or `--resume=DIR` anywhere in argv."""
+    dirs, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--resume":
+            if i + 1 == len(argv) or argv[i + 1].startswith("-"):
+                raise ValueError("--resume needs a run directory, e.g. --resume outputs/smoke/none-real-s0")
+            dirs.append(argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("--resume="):
+            dirs.append(argv[i].split("=", 1)[1])
+        else:
+            rest.append(argv[i])
+        i += 1
+    if len(dirs) != 1 or not dirs[0]:
+        raise ValueError("--resume needs exactly one run directory, e.g. --resume outputs/smoke/none-real-s0")
+    return Path(dirs[0]), rest
+
+
+def saved_config(run_dir: Path) -> Config:
+    """The Config a run directory's config.json holds."""
+    file = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"--resume {run_dir}: no such directory")
+    if not file.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: no config.json there (not a run directory)")
+    try:
+        raw = json.loads(read_utf8(file))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e.msg}, line {e.lineno})") from None
+
+    def tuples(d: dict) -> dict:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
     if "oracle_penalty" in raw:  # runs saved before the monitor fields: the same arm, spelled the new way
         penalty = raw.pop("oracle_penalty")
         if penalty:
             raw.update(monitor="gt", monitor_penalty=penalty)
-    raw["warm"] = WarmStartConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["warm"].items()})
-    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    steps = int(args[args.index("--steps") + 1]) if "--steps" in args else cfg.steps
-    return dataclasses.replace(cfg, resume=str(run_dir), out_dir=str(run_dir), steps=steps)
+    try:
+        return Config(**{**tuples(raw), "warm": WarmStartConfig(**tuples(raw.get("warm", {})))})
+    except TypeError as e:  # a field this version does not know, or a mangled file
+        raise ValueError(f"{file}: not a config of this version of train.py ({e})") from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""One CLI style for train, rewards and results.
+
+An error is one line on stderr, `error: <what, naming the file, row or flag>`, and the exit status says whose
+fault it was: 2 bad input (the user can fix the command), 1 a failure inside (the run itself went wrong),
+130 an interrupt. Tracebacks are for bugs only (and go to the run's train.log when there is one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BAD_INPUT, FAILED, INTERRUPTED = 2, 1, 130
+
+
+class Failure(RuntimeError):
+    """Something went wrong inside a run, not in its input (exit 1)."""
+
+
+class Interrupted(Exception):
+    """A clean stop on SIGINT/SIGTERM; the message says where the run stopped and how to continue (exit 130)."""
+
+
+def setup_logging() -> None:
+    """Log lines as `LEVEL   message` on stderr (LOGLEVEL=DEBUG shows more), the same in every CLI."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("LOGLEVEL", "INFO"), format="<level>{level: <7}</level> {message}")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def exit_codes() -> Iterator[None]:
+    """Turn the exceptions a CLI expects into one line and its exit status."""
+    try:
+        yield
+    except Interrupted as e:
+        say(str(e))
+        sys.exit(INTERRUPTED)
+    except KeyboardInterrupt:
+        say("interrupted")
+        sys.exit(INTERRUPTED)
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+        say(f"error: {e}")
+        sys.exit(BAD_INPUT)
+    except (Failure, OSError) as e:  # OSError here: the disk filled up, a file vanished mid-run, ...
+        say(f"error: {e}")
+        sys.exit(FAILED)
+
+
+def read_utf8(path: Path) -> str:
+    """A text input file; a byte that is not UTF-8 is reported with its file and line, not a codec position."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: not UTF-8 text (byte {data[e.start]:#04x})") from None
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Create `directory` and write a probe file into it, so a read-only or full disk fails before any work."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{what} {directory} is not writable ({e.strerror or e})") from None
