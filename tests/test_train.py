@@ -156,3 +156,11 @@ def test_existing_run_is_never_overwritten_silently(tmp_path):
     quick(tmp_path, steps=1)
     with pytest.raises(ValueError, match="already holds a run"):
         quick(tmp_path, steps=1)
+
+
+def test_svd_full_adapter_trains_with_a_per_module_rank(tmp_path):
+    summary, out = quick(tmp_path, adapter="svd_full", arm="erase", steps=1)
+    log = (out / "train.log").read_text()
+    assert "svd_full round trip at dS = 0" in log and "full rank (per module: 32, 64)" in log
+    dims = {v.shape[-1] for v in load_knobs_tensors(out).values()}
+    assert dims == {32, 64}, "each module's knob has its own rank, min(d_out, d_in)"

@@ -56,8 +56,8 @@ class Config:
     # model and adapter
     model: str = "tiny-random-qwen3"  # hub id, local dir, or an offline random model (model.RANDOM_CONFIGS)
     device: str | None = None  # default: cuda when available
-    adapter: Literal["lora", "svd"] = "lora"
-    rank: int = 8
+    adapter: Literal["lora", "svd", "svd_full"] = "lora"  # svd_full: seed 004's full-rank SVD, rank per module
+    rank: int = 8  # lora / svd (svd_full ignores it)
     targets: tuple[str, ...] = adapters.DEFAULT_TARGETS
     # environment
     problems: str = "data/problems/substrate.jsonl"
@@ -548,6 +548,10 @@ def _run(cfg: Config, out: Path) -> dict:
     seed_everything(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)
+    if cfg.adapter == "svd_full":  # seed 004's round-trip check: the rebuilt forward matches the base on a fixed prompt
+        ids = tok(render_prompt(tok, train_problems[0]), return_tensors="pt").input_ids.to(model.device)
+        diff = adapters.round_trip_diff(model, lambda: model(input_ids=ids).logits)
+        (logger.info if diff < 1e-3 else logger.warning)(f"svd_full round trip at dS = 0: max abs logit diff {diff:.2e} (bar < 1e-3)")
 
     ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch)
     model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
