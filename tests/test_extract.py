@@ -124,3 +124,50 @@ def test_svd_adapter_grads_and_order_free_basis(tmp_path):
     b2, r2 = extract_basis(model, tok, pairs(5)[::-1], cfg)  # pairs_sha is order-free, so the basis must be
     assert b1.keys() == b2.keys() and all(torch.allclose(b1[m], b2[m], atol=1e-5) for m in b1)
     assert r1["validation"]["median"] == pytest.approx(r2["validation"]["median"], abs=1e-5)
+
+
+def test_tau_axis_and_k_use_cut_axes_per_module():
+    gen = torch.Generator().manual_seed(0)
+    # module "a": one strong axis and weak ones; module "b": a flat spectrum
+    strong = torch.randn(6, 1, generator=gen) @ torch.randn(1, 12, generator=gen) * 10
+    diffs = {"a": strong + 0.1 * torch.randn(6, 12, generator=gen), "b": torch.randn(6, 12, generator=gen)}
+    full = basis_from_diffs(diffs, k=4, floor_quantile=0.0)
+    assert {m: V.shape[0] for m, V in full.items()} == {"a": 4, "b": 4}
+    cut = basis_from_diffs(diffs, k=4, floor_quantile=0.0, tau_axis=0.3)
+    assert cut["a"].shape[0] == 1 and cut["b"].shape[0] >= 2, "tau_axis is relative to each module's own top axis"
+    used = basis_from_diffs(diffs, k=4, floor_quantile=0.0, k_use=2)
+    assert all(V.shape[0] == 2 for V in used.values())
+    assert all(torch.equal(used[m], full[m][:2]) for m in full), "k_use keeps the first axes of the k extracted"
+    with pytest.raises(ValueError, match="k_use"):
+        ExtractConfig(k=4, k_use=5)
+    with pytest.raises(ValueError, match="tau_axis"):
+        ExtractConfig(tau_axis=1.5)
+
+
+def test_a_pair_with_a_non_finite_gradient_is_named_and_dropped(tok, monkeypatch):
+    import projected_grpo.extract as extract
+
+    model = load_model("tiny-random-qwen3")[0]
+    wrap(model, AdapterConfig("lora", rank=2))
+    real = extract.pair_grads
+    bad_id = {"id": None}
+
+    def poisoned(model, tokenizer, ps, side, batch_size=8):
+        g = real(model, tokenizer, ps, side, batch_size)
+        if side == "clean":
+            i = [p.id for p in ps].index(bad_id["id"])
+            next(iter(g.values()))[i, 0] = float("nan")
+        return g
+
+    monkeypatch.setattr(extract, "pair_grads", poisoned)
+    ps = pairs(8)
+    bad_id["id"] = ps[3].id
+    basis, report = extract_basis(model, tok, ps, ExtractConfig(k=2, floor_quantile=0.0))
+    assert report["dropped_pairs"] == [ps[3].id]
+    assert report["n_train"] + report["n_heldout"] == 7
+    assert all(torch.isfinite(V).all() for V in basis.values())
+
+    monkeypatch.setattr(extract, "pair_grads", lambda m, t, ps, side, b=8: {
+        n: torch.full_like(g, float("nan")) for n, g in real(m, t, ps, side, b).items()})
+    with pytest.raises(ValueError, match="every training pair has a non-finite gradient"):
+        extract_basis(model, tok, ps, ExtractConfig(k=2, floor_quantile=0.0))

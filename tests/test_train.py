@@ -164,3 +164,19 @@ def test_svd_full_adapter_trains_with_a_per_module_rank(tmp_path):
     assert "svd_full round trip at dS = 0" in log and "full rank (per module: 32, 64)" in log
     dims = {v.shape[-1] for v in load_knobs_tensors(out).values()}
     assert dims == {32, 64}, "each module's knob has its own rank, min(d_out, d_in)"
+
+
+def test_advantages_dr_grpo_by_default_and_grpo_std_on_request():
+    rewards, sizes = [0.0, 1.0, 2.0, 3.0, 3.0], [3, 2]
+    assert train.advantages(rewards, sizes) == [-1.0, 0.0, 1.0, 0.0, 0.0]
+    scaled = train.advantages(rewards, sizes, scale=True)  # group 1 has sample std 1; group 2 has zero variance
+    assert scaled[3:] == [0.0, 0.0]
+    assert scaled[:3] == pytest.approx([-1 / 1.0001, 0.0, 1 / 1.0001])
+
+
+def test_seed_flags_reach_the_optimizer_and_the_basis(tmp_path):
+    """--adam-betas, --scale-rewards, --tau-axis and --k-use walk their code paths."""
+    summary, out = quick(tmp_path, adam_betas=(0.5, 0.9), scale_rewards=True, tau_axis=0.5, k_use=1, steps=1)
+    groups = torch.load(out / "ckpt" / "trainer.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert all(tuple(g["betas"]) == (0.5, 0.9) for g in groups)
+    assert set(summary["basis_report"]["k_per_module"].values()) == {1}

@@ -9,6 +9,15 @@ A global noise floor then drops every (module, axis) whose singular value is und
 singular values of all modules (global, so a module whose differences are small next to the rest of the model
 is not protected by having its own "top direction"); modules left with no axis get no basis. It is a cut on
 scale: a module is only dropped when its differences are weaker than most of the model's candidate axes.
+Two optional cuts follow (the seeds name `tau_axis` and `k_use` without defining them; these are our readings):
+`tau_axis` drops a module's axis whose singular value is under tau_axis x that module's top singular value
+(a per-module, relative cut, beside the global absolute floor), and `k_use` keeps only a module's first k_use
+surviving axes (extract k so the floor sees the top-k spectrum, use fewer).
+
+Non-finite guard: a pair whose gradient (hack or clean side, any module) is NaN/inf is named in a warning and
+dropped, and listed in the report's `dropped_pairs`; extraction fails with one line if no training pair is left.
+Dropping rather than failing: one pathological pair (say a bf16 overflow on a long completion) should not
+stop a run whose other pairs are fine, and naming it lets a person fix or remove it.
 
 Validation on held-out pairs (never used for the SVD): per module, the signed cosine of the mean held-out
 difference d with span(V), (|relu(V d)| - |relu(-V d)|) / |d| (= cos(d, v) when k = 1); we report the share
@@ -66,10 +75,16 @@ class ExtractConfig:
     batch_size: int = 8  # sequences per forward/backward
     seed: int = 0  # held-out split and placebos
     holdout_frac: float = 0.25  # pairs held out for validation (0: no validation)
+    tau_axis: float = 0.0  # drop a module's axis with singular value < tau_axis x its top one (0: off)
+    k_use: int | None = None  # keep a module's first k_use axes after the cuts (None: all k)
 
     def __post_init__(self):
         if self.k < 1:
             raise ValueError(f"ExtractConfig.k must be >= 1, got {self.k}")
+        if not 0.0 <= self.tau_axis <= 1.0:
+            raise ValueError(f"ExtractConfig.tau_axis must be in [0, 1], got {self.tau_axis}")
+        if self.k_use is not None and not 1 <= self.k_use <= self.k:
+            raise ValueError(f"ExtractConfig.k_use must be in [1, k={self.k}], got {self.k_use}")
         if not 0.0 <= self.floor_quantile < 1.0:
             raise ValueError(f"ExtractConfig.floor_quantile must be in [0, 1), got {self.floor_quantile}")
         if self.basis not in BASIS_KINDS:
@@ -173,9 +188,9 @@ def oriented_axes(D: Float[Tensor, "n dim"], k: int) -> tuple[Float[Tensor, " kk
 
 
 def _floored_axes(
-    diffs: dict[str, Tensor], k: int, floor_quantile: float
+    diffs: dict[str, Tensor], k: int, floor_quantile: float, tau_axis: float = 0.0, k_use: int | None = None
 ) -> tuple[dict[str, Tensor], dict[str, list[float]], float]:
-    """(basis, kept singular values per module, floor value)."""
+    """(basis, kept singular values per module, floor value): global floor, then tau_axis, then k_use."""
     if not diffs:
         raise ValueError("basis_from_diffs: no modules")
     axes = {m: oriented_axes(D, k) for m, D in diffs.items()}
@@ -184,15 +199,19 @@ def _floored_axes(
     null = 1e-6 * all_S.max().item()  # a zero singular value has an arbitrary vector: never a direction
     basis, kept = {}, {}
     for m, (S, V) in axes.items():
-        keep = (S >= floor) & (S > null)
+        keep = (S >= floor) & (S > null) & (S >= tau_axis * S[:1].max())  # S is sorted: S[0] is the module's top
+        keep &= keep.cumsum(0) <= (k_use or len(S))  # the first k_use survivors
         if keep.any():
             basis[m], kept[m] = V[keep].contiguous(), S[keep].tolist()
     return basis, kept, floor
 
 
-def basis_from_diffs(diffs: dict[str, Float[Tensor, "n _"]], k: int, floor_quantile: float) -> Basis:
-    """Per module: top-k oriented right singular vectors of D; then the global noise floor (module docstring)."""
-    return _floored_axes(diffs, k, floor_quantile)[0]
+def basis_from_diffs(
+    diffs: dict[str, Float[Tensor, "n _"]], k: int, floor_quantile: float, tau_axis: float = 0.0, k_use: int | None = None
+) -> Basis:
+    """Per module: top-k oriented right singular vectors of D; then the global noise floor, tau_axis and k_use cuts
+    (module docstring)."""
+    return _floored_axes(diffs, k, floor_quantile, tau_axis, k_use)[0]
 
 
 def validate_basis(basis: Basis, heldout_diffs: dict[str, Float[Tensor, "n _"]], warn: bool = True) -> dict:
@@ -275,10 +294,22 @@ def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: Extra
     both = train + held
     g_hack = pair_grads(model, tokenizer, both, "hack", cfg.batch_size)
     g_clean = pair_grads(model, tokenizer, both, "clean", cfg.batch_size)
+    finite = torch.ones(len(both), dtype=torch.bool)
+    for g in (*g_hack.values(), *g_clean.values()):
+        finite &= torch.isfinite(g).all(dim=1)
+    dropped = [p.id for p, ok in zip(both, finite.tolist(), strict=True) if not ok]
+    if dropped:
+        logger.warning(f"!!! {len(dropped)} pair(s) with a non-finite gradient dropped from the basis: {dropped}")
+        ok_train = finite[: len(train)].tolist()
+        train = [p for p, ok in zip(train, ok_train, strict=True) if ok]
+        held = [p for p, ok in zip(held, finite[len(ok_train) :].tolist(), strict=True) if ok]
+        if not train:
+            raise ValueError(f"every training pair has a non-finite gradient ({dropped[:5]}): no basis can be extracted")
+        g_hack, g_clean = ({m: g[finite] for m, g in gs.items()} for gs in (g_hack, g_clean))
     n = len(train)
     tr_h, tr_c = {m: g[:n] for m, g in g_hack.items()}, {m: g[:n] for m, g in g_clean.items()}
     d_held = {m: g_hack[m][n:] - g_clean[m][n:] for m in g_hack}
-    real, kept_S, floor = _floored_axes({m: tr_h[m] - tr_c[m] for m in tr_h}, cfg.k, cfg.floor_quantile)
+    real, kept_S, floor = _floored_axes({m: tr_h[m] - tr_c[m] for m in tr_h}, cfg.k, cfg.floor_quantile, cfg.tau_axis, cfg.k_use)
     basis = real if cfg.basis == "real" else placebo_basis(cfg.basis, real, tr_h, tr_c, cfg.seed)
     report = {
         "basis": cfg.basis,
@@ -287,6 +318,7 @@ def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: Extra
         "n_modules": len(g_hack),
         "n_kept": len(basis),
         "floor": floor,
+        "dropped_pairs": dropped,
         "k_per_module": {m: V.shape[0] for m, V in basis.items()},
         "singular_values": kept_S,  # of the real basis, which placebos copy the structure of
         "validation": validate_basis(basis, d_held, warn=cfg.basis == "real") if held else None,

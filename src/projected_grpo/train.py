@@ -73,6 +73,8 @@ class Config:
     # training-split problem's canonical hack vs its reference (the teacher's own hack templates, not the authored pairs)
     k: int = 4  # basis directions per module (before the global noise floor)
     floor_quantile: float = 0.25
+    tau_axis: float = 0.0  # also drop a module's axis under tau_axis x its top singular value (0: off; extract.py)
+    k_use: int | None = None  # use a module's first k_use of the k extracted axes (None: all)
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
     gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"
     preserve_magnitude: bool = True
@@ -96,6 +98,8 @@ class Config:
     temperature: float = 0.7
     top_p: float = 0.95
     lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    scale_rewards: bool = False  # False: Dr.GRPO (reward - group mean); True: GRPO's division by the group's std
     warmup: int = 3
     weight_decay: float = 0.0  # deployed knob only: decay on the quarantine would leak it back
     clip_eps: float = 0.2
@@ -179,6 +183,12 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown --heldout-mode {cfg.heldout_mode!r}; expected one of {LOOPHOLE_MODES}")
     if not 0 <= cfg.eval_frac < 1:
         raise ValueError(f"--eval-frac must be in [0, 1), got {cfg.eval_frac}")
+    if cfg.k_use is not None and not 1 <= cfg.k_use <= cfg.k:
+        raise ValueError(f"--k-use must be in [1, --k={cfg.k}], got {cfg.k_use}")
+    if not 0 <= cfg.tau_axis <= 1:
+        raise ValueError(f"--tau-axis must be in [0, 1], got {cfg.tau_axis}")
+    if not all(0 <= b < 1 for b in cfg.adam_betas):
+        raise ValueError(f"--adam-betas must both be in [0, 1), got {cfg.adam_betas}")
 
 
 def check_targets(cfg: Config) -> None:
@@ -211,13 +221,15 @@ def default_out_dir(cfg: Config) -> Path:
 # ── the GRPO step ──────────────────────────────────────────────────────────────────────────────────
 
 
-def advantages(rewards: list[float], group_sizes: list[int]) -> list[float]:
-    """Dr.GRPO: reward minus its group's mean, no std normalisation."""
+def advantages(rewards: list[float], group_sizes: list[int], scale: bool = False) -> list[float]:
+    """Dr.GRPO: reward minus its group's mean, no std normalisation. `scale`: GRPO's (r - mean) / (std + 1e-4),
+    with the sample std (n - 1), as TRL computes it; Dr.GRPO drops it because it up-weights low-variance groups."""
     out, i = [], 0
     for n in group_sizes:
         rs = rewards[i : i + n]
         mean = sum(rs) / n
-        out += [r - mean for r in rs]
+        std = math.sqrt(sum((r - mean) ** 2 for r in rs) / (n - 1)) if scale and n > 1 else None
+        out += [(r - mean) / (std + 1e-4) if std is not None else r - mean for r in rs]
         i += n
     return out
 
@@ -277,7 +289,7 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         rewards = [r - cfg.rebound_alpha * max(0.0, c) for r, c in zip(rewards, concept, strict=True)]
 
     # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them)
-    adv = advantages(rewards, [len(g) for g in groups])
+    adv = advantages(rewards, [len(g) for g in groups], cfg.scale_rewards)
     teacher_flags = [t for ts in is_teacher for t in ts]
     keep = [i for i, a in enumerate(adv) if a != 0 or cfg.kl_coef > 0]
     normaliser = float(max(len(g) for g in groups) * cfg.max_new * len(groups))
@@ -553,7 +565,8 @@ def _run(cfg: Config, out: Path) -> dict:
         diff = adapters.round_trip_diff(model, lambda: model(input_ids=ids).logits)
         (logger.info if diff < 1e-3 else logger.warning)(f"svd_full round trip at dS = 0: max abs logit diff {diff:.2e} (bar < 1e-3)")
 
-    ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch)
+    ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch,
+                         tau_axis=cfg.tau_axis, k_use=cfg.k_use)
     model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
     basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id)
 
@@ -563,6 +576,7 @@ def _run(cfg: Config, out: Path) -> dict:
             dict(params=adapters.quarantine_params(model), weight_decay=0.0),
         ],
         lr=cfg.lr,
+        betas=cfg.adam_betas,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup, cfg.steps))
     if cfg.arm != "route":  # only routing trains the quarantine; elsewhere it stays exactly zero
