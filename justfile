@@ -22,6 +22,10 @@ test *ARGS:
 check:
     BEARTYPE=1 python -m pytest scripts
 
+# hack basis to a file, with the per-module report, held-out validation and its histogram (FILE.png); train --basis-file FILE
+extract *ARGS:
+    python -m projected_grpo.extract {{ARGS}}
+
 # CPU model organism of reward hacking (warm-started small Qwen3, minutes per run)
 micro *ARGS:
     CUDA_VISIBLE_DEVICES= python -m projected_grpo.train micro {{ARGS}}

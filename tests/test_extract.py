@@ -1,5 +1,7 @@
 """Unit tests of extract.py: config checks, tokenization boundary, the loss, SVD details, placebos, order-freedom."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -171,3 +173,39 @@ def test_a_pair_with_a_non_finite_gradient_is_named_and_dropped(tok, monkeypatch
         n: torch.full_like(g, float("nan")) for n, g in real(m, t, ps, side, b).items()})
     with pytest.raises(ValueError, match="every training pair has a non-finite gradient"):
         extract_basis(model, tok, ps, ExtractConfig(k=2, floor_quantile=0.0))
+
+
+def test_extract_cli_writes_a_basis_file_that_training_loads_and_refuses_when_foreign(tmp_path):
+    """`python -m projected_grpo.extract` prints the per-module report and writes FILE + FILE.png; a smoke run
+    loads it with --basis-file; a file for another adapter seed (another lora A) is refused in one line."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from projected_grpo import train
+    from projected_grpo.extract import load_basis_file
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "basis.safetensors"
+    r = subprocess.run([sys.executable, "-m", "projected_grpo.extract", "--out", str(out), "--extract.k", "2"],
+                       capture_output=True, text=True, cwd=repo, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "model.layers.0.self_attn.q_proj" in r.stdout and "noise floor" in r.stdout
+    assert "held-out validation: share > 0" in r.stdout and out.exists() and out.with_suffix(".png").stat().st_size > 0
+
+    cfg = dataclasses.replace(train.PRESETS["smoke"][1], steps=1, eval_samples=1, eval_frac=0.1, eval_variants=False,
+                              max_new=16, out_dir=str(tmp_path / "run"), cache_dir=str(repo / ".cache"), basis_file=str(out),
+                              arm="erase")
+    summary = train.run(cfg)
+    assert summary["basis_report"]["k_per_module"] == {m: len(S) for m, S in summary["basis_report"]["singular_values"].items()}
+    assert max(summary["basis_report"]["k_per_module"].values()) == 2, "the file's k=2 basis, not the run's k=4"
+
+    model, tok = load_model("tiny-random-qwen3")
+    wrap(model, AdapterConfig("lora", rank=8, seed=1))
+    with pytest.raises(ValueError, match=r"another setup: adapter_seed '0' \(run: '1'\)"):
+        load_basis_file(out, model, "tiny-random-qwen3", "real")
+    with pytest.raises(ValueError, match=r"model_id 'tiny-random-qwen3' \(run: 'micro-qwen3'\)"):
+        load_basis_file(out, model, "micro-qwen3", "real")
+    r = subprocess.run([sys.executable, "-m", "projected_grpo.train", "smoke", "--basis-file", str(out), "--refresh-every", "2",
+                        "--out-dir", str(tmp_path / "x")], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert r.returncode == 2 and "use one or the other" in r.stderr and "Traceback" not in r.stderr

@@ -34,6 +34,15 @@ Placebos with the same modules and k per module as the real basis (negative cont
 
 Cache: one safetensors file per (model, basis kind) holding V per module, with metadata (model id, adapter
 signature, pairs sha, k, floor, basis kind, seed, holdout) that must all match for a hit.
+
+Standalone (a basis file that training loads with `--basis-file FILE` instead of extracting):
+
+    python -m projected_grpo.extract --model Qwen/Qwen3-4B --pairs data/pairs/hack_pairs.md --out basis.safetensors
+
+prints each module's kept axes and singular values, the noise floor and the held-out validation (share of
+modules > 0, median; the seeds' bar: share > 0.5, median > 0.3), and draws the validation histogram to
+`<out>.png`. The file has the cache's format; training refuses it (one line) unless its model id, adapter
+signature and basis kind are the run's and every module it names is one of the run's knobs of the same size.
 """
 
 from __future__ import annotations
@@ -42,9 +51,11 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +65,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from projected_grpo.adapter import adapter_signature, knobs, wrappers
+from projected_grpo.adapter import DEFAULT_TARGETS, adapter_signature, knobs, wrappers
 from projected_grpo.pairs import Pair, pair_digest, pairs_sha, split_pairs
 from projected_grpo.problems import SYSTEM_PROMPT, render_chat
 
@@ -400,3 +411,112 @@ def load_or_extract(
     # bit. Without this they drifted apart in the last float digits from the second step on (journal, 2026-11-30;
     # cause not isolated).
     return stored_form(basis), json.loads(json.dumps(report))
+
+
+# ── basis files: written by the CLI below, loaded by training (--basis-file) ───────────────────────
+
+
+def load_basis_file(path: str | Path, model: nn.Module, model_id: str, basis_kind: str) -> tuple[Basis, dict]:
+    """(basis, report) from a file `python -m projected_grpo.extract` wrote; ValueError (one line) when it was
+    extracted for another model, adapter or basis kind, or names modules this model's knobs do not have."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--basis-file {path} does not exist")
+    with safe_open(str(path), framework="pt") as f:
+        stored = dict(f.metadata() or {})
+    want = {"model_id": model_id, "basis": basis_kind} | {f"adapter_{k}": v for k, v in adapter_signature(model).items()}
+    bad = [f"{k} {stored.get(k, '<missing>')!r} (run: {v!r})" for k, v in want.items() if stored.get(k) != v]
+    if bad:
+        raise ValueError(f"--basis-file {path} was extracted for another setup: {'; '.join(bad)}")
+    basis, report = read_cache(path, {k: stored[k] for k in want})  # also checks orthonormal rows
+    sizes = {m: d.numel() for m, (d, _) in knobs(model).items()}
+    foreign = [m for m in basis if m not in sizes]
+    if foreign:
+        raise ValueError(f"--basis-file {path} names {len(foreign)} module(s) this model has no knob for, e.g. {foreign[:3]}")
+    wrong = [f"{m}: {V.shape[1]} vs knob {sizes[m]}" for m, V in basis.items() if V.shape[1] != sizes[m]]
+    if wrong:
+        raise ValueError(f"--basis-file {path}: basis sizes differ from the knobs: {wrong[:3]}")
+    logger.info(f"basis from {path}: {len(basis)} modules, pairs {stored.get('pairs_sha', '?')[:12]}, k={stored.get('k')}, "
+                f"floor_quantile={stored.get('floor_quantile')} (this run's extraction flags do not apply)")
+    return basis, report
+
+
+def print_report(report: dict) -> None:
+    """Per module: kept axes, singular values, held-out cosine; then the floor and the validation verdict."""
+    val = report.get("validation") or {}
+    cos = val.get("cos", {})
+    print(f"{'module':<48} {'axes':>4}  {'held-out cos':>12}  singular values")
+    for m, S in report["singular_values"].items():
+        c = f"{cos[m]:+.3f}" if m in cos else "—"
+        print(f"{m:<48} {len(S):>4}  {c:>12}  {' '.join(f'{x:.3g}' for x in S)}")
+    print(f"noise floor {report['floor']:.4g}: {report['n_kept']}/{report['n_modules']} modules keep an axis; "
+          f"{report['n_train']} pairs extract, {report['n_heldout']} held out; dropped (non-finite) {report['dropped_pairs']}")
+    if val:
+        ok = val["share_pos"] > MIN_SHARE_POS and val["median"] > MIN_MEDIAN_COS
+        print(f"held-out validation: share > 0 {val['share_pos']:.0%} (bar > {MIN_SHARE_POS:.0%}), median {val['median']:+.3f} "
+              f"(bar > {MIN_MEDIAN_COS}): {'PASS' if ok else 'FAIL'}")
+    else:
+        print("held-out validation: none (--holdout-frac 0)")
+
+
+def plot_validation(report: dict, path: Path) -> None:
+    """Histogram of the per-module held-out cosines (seed 004: healthy = unimodal positive, median > 0.3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vals = list(((report.get("validation") or {}).get("cos") or {}).values())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(vals, bins=30, range=(-1, 1), color="tab:blue")
+    ax.axvline(0, color="gray", lw=1)
+    ax.axvline(MIN_MEDIAN_COS, color="tab:red", ls="--", lw=1, label=f"bar: median > {MIN_MEDIAN_COS}")
+    if vals:
+        ax.axvline(float(torch.tensor(vals).median()), color="black", lw=1.5, label="median")
+    ax.set(xlabel="cos(held-out hack - clean gradient, span V)", ylabel="modules", title=f"held-out validation ({len(vals)} modules)")
+    ax.legend(fontsize=8)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Args:
+    out: str  # the basis file to write (safetensors); the validation histogram goes beside it as <out>.png
+    model: str = "tiny-random-qwen3"  # hub id, local dir, or an offline random model
+    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py)
+    adapter: Literal["lora", "svd", "svd_full"] = "lora"  # must be the training run's (so must rank and targets)
+    rank: int = 8
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    adapter_seed: int = 0  # lora's A seed: training uses its --seed, so extract with the seed you will train with
+    extract: ExtractConfig = ExtractConfig()
+    device: str | None = None
+    threads: int = 1
+
+
+def main(args: Args) -> None:
+    from projected_grpo.adapter import AdapterConfig, wrap
+    from projected_grpo.model import load_model
+    from projected_grpo.pairs import load_pairs
+
+    out = Path(args.out)
+    pairs = load_pairs(args.pairs)  # fails on a bad ref before any model loads
+    torch.set_num_threads(args.threads)
+    model, tok = load_model(args.model, args.device)
+    wrap(model, AdapterConfig(kind=args.adapter, rank=args.rank, targets=args.targets, seed=args.adapter_seed))
+    basis, report = extract_basis(model, tok, pairs, args.extract)
+    print_report(report)
+    write_cache(out, basis, report, cache_meta(model, pairs, args.extract, args.model))
+    plot_validation(report, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}; train with --basis-file {out}")
+
+
+if __name__ == "__main__":
+    import tyro
+
+    try:
+        main(tyro.cli(Args))
+    except (ValueError, FileNotFoundError) as e:
+        logger.error(str(e))
+        sys.exit(2)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
 from projected_grpo.evaluate import evaluate
-from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
+from projected_grpo.extract import ExtractConfig, extract_basis, load_basis_file, load_or_extract
 from projected_grpo.pairs import load_pairs, pairs_from_problems
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
 from projected_grpo.gating import QuantileGate
@@ -75,6 +75,7 @@ class Config:
     floor_quantile: float = 0.25
     tau_axis: float = 0.0  # also drop a module's axis under tau_axis x its top singular value (0: off; extract.py)
     k_use: int | None = None  # use a module's first k_use of the k extracted axes (None: all)
+    basis_file: str | None = None  # load V from `python -m projected_grpo.extract --out FILE` instead of extracting
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
     gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"
     preserve_magnitude: bool = True
@@ -183,6 +184,10 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown --heldout-mode {cfg.heldout_mode!r}; expected one of {LOOPHOLE_MODES}")
     if not 0 <= cfg.eval_frac < 1:
         raise ValueError(f"--eval-frac must be in [0, 1), got {cfg.eval_frac}")
+    if cfg.basis_file and not Path(resolve_path(cfg.basis_file)).is_file():
+        raise FileNotFoundError(f"--basis-file {cfg.basis_file} does not exist")
+    if cfg.basis_file and cfg.refresh_every:
+        raise ValueError("--refresh-every re-extracts from --pairs, which need not be the --basis-file's pairs: use one or the other")
     if cfg.k_use is not None and not 1 <= cfg.k_use <= cfg.k:
         raise ValueError(f"--k-use must be in [1, --k={cfg.k}], got {cfg.k_use}")
     if not 0 <= cfg.tau_axis <= 1:
@@ -568,7 +573,10 @@ def _run(cfg: Config, out: Path) -> dict:
     ecfg = ExtractConfig(k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch,
                          tau_axis=cfg.tau_axis, k_use=cfg.k_use)
     model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
-    basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id)
+    if cfg.basis_file:
+        basis, basis_report = load_basis_file(resolve_path(cfg.basis_file), model, model_id, cfg.basis)
+    else:
+        basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id)
 
     opt = torch.optim.AdamW(
         [
