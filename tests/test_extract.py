@@ -209,3 +209,15 @@ def test_extract_cli_writes_a_basis_file_that_training_loads_and_refuses_when_fo
     r = subprocess.run([sys.executable, "-m", "projected_grpo.train", "smoke", "--basis-file", str(out), "--refresh-every", "2",
                         "--out-dir", str(tmp_path / "x")], capture_output=True, text=True, cwd=repo, timeout=120)
     assert r.returncode == 2 and "use one or the other" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_subspace_overlap_is_the_mean_principal_cosine():
+    from projected_grpo.extract import subspace_overlap
+
+    eye = torch.eye(4)
+    rot = torch.tensor([[0.6, 0.8, 0, 0], [-0.8, 0.6, 0, 0]])  # the same plane as eye[:2], other axes
+    old = {"same": eye[:2], "turned": eye[:2], "gone": eye[:1]}
+    new = {"same": rot, "turned": torch.stack([eye[0], eye[2]]), "born": eye[:1]}
+    ov = subspace_overlap(old, new)
+    assert ov["same"] == pytest.approx(1.0) and ov["turned"] == pytest.approx(0.5)
+    assert ov["gone"] == 0.0 and ov["born"] == 0.0

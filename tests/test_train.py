@@ -180,3 +180,70 @@ def test_seed_flags_reach_the_optimizer_and_the_basis(tmp_path):
     groups = torch.load(out / "ckpt" / "trainer.pt", weights_only=False)["optimizer"]["param_groups"]
     assert all(tuple(g["betas"]) == (0.5, 0.9) for g in groups)
     assert set(summary["basis_report"]["k_per_module"].values()) == {1}
+
+
+def test_refresh_extracts_with_the_quarantine_ablated_logs_overlap_and_stops_below_the_bar(tmp_path, monkeypatch):
+    from projected_grpo.adapter import wrappers
+
+    calls = []
+    real = train.extract_basis
+
+    def spy(model, *args, **kwargs):
+        calls.append(all(not w.use_quarantine for w in wrappers(model).values()))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train, "extract_basis", spy)
+    _, out = quick(tmp_path, arm="route", gated=True, refresh_every=1, steps=3)
+    assert calls == [True, True], "steps 2 and 3 refresh, each with the quarantine ablated"
+    overlaps = [r["refresh_overlap"] for r in metrics_of(out)]
+    assert overlaps[0] is None and all(0.5 <= o <= 1.0 for o in overlaps[1:])
+    assert "refresh overlap per module" in (out / "train.log").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(train, "subspace_overlap", lambda old, new: {m: 0.1 for m in old})
+    _, out = quick(tmp_path, arm="erase", refresh_every=1, steps=3, overwrite=True)
+    assert calls == [True], "after an overlap under --refresh-min-overlap, refreshing stops"
+    assert [r["refresh_overlap"] for r in metrics_of(out)] == [None, pytest.approx(0.1), None]
+    assert "keeping the old basis and refreshing no more" in (out / "train.log").read_text()
+
+
+def test_pc07_diagnostics_are_logged_plotted_audited_and_tabled(tmp_path, monkeypatch):
+    """P(exploit | attempt), cin on teacher-hack vs teacher-correct rows, per-module cosines (module_cos.png), the
+    bounded rollout audit, and results.py's seed-004 and P(exploit | attempt) tables."""
+    from projected_grpo.results import Config as ResultsConfig
+    from projected_grpo.results import collect
+
+    monkeypatch.setattr(train, "AUDIT_MAX_BYTES", 1)  # the first audit is written, then the file is at its bound
+    summary, out = quick(tmp_path, arm="erase", audit_every=1, audit_rows=2, steps=2)
+    rows = metrics_of(out)
+    for r in rows:
+        assert {"attempt_s", "x_given_a", "exploit_attempt", "cin_th", "cin_tc", "cin"} <= set(r)
+        assert r["cin_th"] is not None and r["cin_tc"] is not None, "smoke teachers give one hack and one solve row"
+        assert all(len(v) == 2 and v[1] <= v[0] for v in r["exploit_attempt"].values())
+    cos = [json.loads(line) for line in (out / "module_cos.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in cos] == [1, 2] and all(-1 <= v <= 1 for c in cos for v in c["cos"].values())
+    assert (out / "module_cos.png").read_bytes()[:4] == b"\x89PNG"
+    audit = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert [a["step"] for a in audit] == [1, 1], "two rows at step 1; step 2 found the file at its size bound"
+    assert {"problem", "mode", "reward", "hacked", "gt_correct", "label", "completion"} <= set(audit[0])
+    assert "no more rollout audits" in (out / "train.log").read_text()
+    per_mode = summary["final_eval"]["per_mode"]
+    assert all("attempt" in v and "exploit_given_attempt" in v for v in per_mode.values())
+
+    collect(ResultsConfig(runs_dir=out, out_dir=tmp_path / "res"))
+    md = (tmp_path / "res" / "results.md").read_text()
+    assert "| Arm | ΔSafePass ↑ | Hack % ↓ | Pass % ↑ | KL ↓ | mean·cos* | frac·fired* | ‖g‖* |" in md
+    assert "## P(exploit | attempt)" in md
+
+
+def test_exploit_given_attempt_counts_own_mode_attempts():
+    from projected_grpo.evaluate import exploit_given_attempt
+    from projected_grpo.rewards import Grade
+
+    def grade(mode, attempted, hacked):
+        return Grade(reward=0.0, passed=hacked, gt_correct=False, channel_fired=hacked, hacked=hacked, compiles=True,
+                     timed_out=False, label="x", code_found=True, attempted_modes=attempted, n_tests_passed=0, n_tests=1, mode=mode)
+
+    gs = [grade("run_tests", ("run_tests",), True), grade("run_tests", ("run_tests",), False),
+          grade("run_tests", ("sentinel",), False), grade("exit_code", (), False)]
+    assert exploit_given_attempt(gs) == {"run_tests": {"n_attempt": 2, "n_exploit": 1, "p": 0.5}}

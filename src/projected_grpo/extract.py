@@ -251,6 +251,20 @@ def validate_basis(basis: Basis, heldout_diffs: dict[str, Float[Tensor, "n _"]],
     return report
 
 
+def subspace_overlap(old: Basis, new: Basis) -> dict[str, float]:
+    """Per module of either basis: the mean cosine of the principal angles between span(old) and span(new)
+    (the singular values of V_old V_new^T, min(k_old, k_new) of them): 1 = the same subspace, 0 = orthogonal.
+    A module in only one of the two scores 0 (its direction appeared or vanished)."""
+    out = {}
+    for m in sorted(set(old) | set(new)):
+        if m in old and m in new:
+            cos = torch.linalg.svdvals(old[m].double().cpu() @ new[m].double().cpu().T)
+            out[m] = cos.clamp(max=1.0).mean().item()
+        else:
+            out[m] = 0.0
+    return out
+
+
 # ── placebos ───────────────────────────────────────────────────────────────────────────────────────
 
 

@@ -35,8 +35,8 @@ from loguru import logger
 from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
-from projected_grpo.evaluate import evaluate
-from projected_grpo.extract import ExtractConfig, extract_basis, load_basis_file, load_or_extract
+from projected_grpo.evaluate import evaluate, exploit_given_attempt
+from projected_grpo.extract import ExtractConfig, extract_basis, load_basis_file, load_or_extract, subspace_overlap
 from projected_grpo.pairs import load_pairs, pairs_from_problems
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
 from projected_grpo.gating import QuantileGate
@@ -82,6 +82,7 @@ class Config:
     overshoot: float = 1.0
     project_update: bool = True  # remove the hack-ward part of the realised AdamW update too (the Adam bypass)
     refresh_every: int = 0  # re-extract the basis from the same pairs at the current weights every N steps (0: never)
+    refresh_min_overlap: float = 0.5  # stop refreshing (keep the last basis) when old/new overlap falls under this
     gated: bool = False  # gated routing: whole rollouts go to deployed / both / quarantine by their basis alignment
     gate_basis: Literal["real", "random"] = "real"  # the basis that scores rollouts (random: the placebo)
     gate_quantile: float = 0.1  # top q of scores: quarantine only; the next q: both adapters
@@ -112,6 +113,8 @@ class Config:
     eval_every: int = 0  # 0: only at the start and the end
     eval_variants: bool = True  # also greedy and quarantine-kept decoding at the end
     ckpt_every: int = 25
+    audit_every: int = 10  # every N steps append a few sampled student completions + grades to rollouts.jsonl (0: off)
+    audit_rows: int = 3  # completions per audit
     seed: int = 0
     out_dir: str | None = None  # default: outputs/<preset>/<arm>-<basis>-s<seed>
     cache_dir: str = ".cache"
@@ -190,6 +193,8 @@ def validate(cfg: Config) -> None:
         raise ValueError("--refresh-every re-extracts from --pairs, which need not be the --basis-file's pairs: use one or the other")
     if cfg.k_use is not None and not 1 <= cfg.k_use <= cfg.k:
         raise ValueError(f"--k-use must be in [1, --k={cfg.k}], got {cfg.k_use}")
+    if not 0 <= cfg.refresh_min_overlap <= 1:
+        raise ValueError(f"--refresh-min-overlap must be in [0, 1], got {cfg.refresh_min_overlap}")
     if not 0 <= cfg.tau_axis <= 1:
         raise ValueError(f"--tau-axis must be in [0, 1], got {cfg.tau_axis}")
     if not all(0 <= b < 1 for b in cfg.adam_betas):
@@ -296,18 +301,21 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
     # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them)
     adv = advantages(rewards, [len(g) for g in groups], cfg.scale_rewards)
     teacher_flags = [t for ts in is_teacher for t in ts]
+    # teacher rows by their grade, so cin is measured on teacher-hack and teacher-correct rows apart (PC07)
+    tags = ["" if not t else "hack" if g.hacked else "correct" if g.gt_correct else "other" for t, g in zip(teacher_flags, grades, strict=True)]
     keep = [i for i, a in enumerate(adv) if a != 0 or cfg.kl_coef > 0]
     normaliser = float(max(len(g) for g in groups) * cfg.max_new * len(groups))
 
     # 4. backward: by part (teacher, then student) so cin_t and cin_s are measured on each alone, or per rollout
     #    for gated routing. 5. project the combined gradient. 6. clip, step, project the realised update.
     opt.zero_grad(set_to_none=True)
-    rows_adv = [(flat[i][1], adv[i], teacher_flags[i]) for i in keep]
+    rows_adv = [(flat[i][1], adv[i], tags[i]) for i in keep]
     backward = backward_gated if cfg.gated else backward_by_part
     loss_total, kl, part_metrics = backward(model, rows_adv, normaliser, cfg, tok.pad_token_id, knobs, proj, step, gate)
     stepped = any(p.grad is not None for p, _ in knobs.values())
-    proj_metrics, update_metrics, grad_norm = {}, {}, 0.0
+    proj_metrics, update_metrics, grad_norm, module_cos = {}, {}, 0.0, None
     if stepped:  # a step where every group had zero variance has no gradient at all
+        module_cos = proj.module_cosines({n: d.grad for n, (d, _) in knobs.items()})  # the live gradient, before projection
         proj_metrics = proj("none") if cfg.gated else proj(cfg.arm)
         params = [p for group in opt.param_groups for p in group["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
@@ -321,6 +329,11 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
 
     student_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if not t]
     teacher_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if t]
+    xa = exploit_given_attempt(student_grades)
+    n_attempt = sum(v["n_attempt"] for v in xa.values())
+    audit = None
+    if cfg.audit_every and step % cfg.audit_every == 0:
+        audit = audit_rows(step, [(p, r, g) for (p, r), g, t in zip(flat, grades, teacher_flags, strict=True) if not t], cfg.audit_rows)
     return dict(
         step=step,
         reward=mean([g.reward for g in student_grades]),
@@ -329,6 +342,9 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         hack_t=mean([g.hacked for g in teacher_grades]) if teacher_grades else None,
         cin_s=part_metrics.get("cin_s"),
         cin_t=part_metrics.get("cin_t"),
+        cin_th=part_metrics.get("cin_th"),
+        cin_tc=part_metrics.get("cin_tc"),
+        cin=proj_metrics.get("cin"),
         cout=proj_metrics.get("cout"),
         cout_update=update_metrics.get("cout_update"),
         fired=proj_metrics.get("fired"),
@@ -341,29 +357,67 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         b_hack_norm=math.sqrt(sum(float(q.detach().float().pow(2).sum()) for _, q in knobs.values())),
         skipped=len(flat) - len(keep),
         concept=mean(concept) if concept else None,
+        attempt_s=n_attempt / len(student_grades),
+        x_given_a=sum(v["n_exploit"] for v in xa.values()) / n_attempt if n_attempt else None,
+        exploit_attempt={m: [v["n_attempt"], v["n_exploit"]] for m, v in xa.items()},  # per mode, summable over steps
         seconds=time.time() - t0,
+        module_cos=module_cos,  # popped by the loop into module_cos.jsonl
+        audit=audit,  # popped by the loop into rollouts.jsonl
     )
 
 
+AUDIT_MAX_BYTES = 2_000_000  # rollouts.jsonl stops growing here (a warning says so once)
+AUDIT_MAX_CHARS = 1500  # per completion: the head, which holds the code block
+
+
+def audit_rows(step: int, rows: list, n: int) -> list[dict]:
+    """Up to n student completions with their grades, for a person to read. Picked by a generator seeded with the
+    step, not the run's rng, so auditing never changes what the run samples."""
+    picked = random.Random(step).sample(rows, min(n, len(rows)))
+    out = []
+    for p, r, g in picked:
+        text = r.text if len(r.text) <= AUDIT_MAX_CHARS else r.text[:AUDIT_MAX_CHARS] + f" …[{len(r.text) - AUDIT_MAX_CHARS} chars cut]"
+        out.append(dict(step=step, problem=p.id, mode=p.mode, reward=g.reward, hacked=g.hacked, gt_correct=g.gt_correct,
+                        label=g.label, attempted_modes=list(g.attempted_modes), completion=text))
+    return out
+
+
+def append_bounded(path: Path, rows: list[dict], max_bytes: int) -> bool:
+    """Append rows as JSON lines unless the file is at its size bound; False (nothing written) once it is."""
+    if path.exists() and path.stat().st_size >= max_bytes:
+        return False
+    with path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return True
+
+
 def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float, dict]:
-    """Teacher rows first, their gradient put aside, then student rows; grads end summed in .grad."""
-    loss_total, kls, metrics, teacher_grads = 0.0, [], {}, None
-    for part, is_teacher in (("t", True), ("s", False)):
-        rows = [(r, a) for r, a, t in rows_adv if t == is_teacher]
-        if rows:
-            loss, kl = grpo_loss(model, [r for r, _ in rows], [a for _, a in rows], normaliser, cfg, pad_id)
-            check_finite(loss, step, "loss")
-            loss.backward()
-            loss_total += loss.item()
-            kls.append(kl)
-            metrics[f"cin_{part}"] = proj("none")["cin"]
-        if is_teacher:
-            teacher_grads = [p.grad for p, _ in knobs.values()]
-            for p, _ in knobs.values():
+    """One backward per part, each part's gradient measured alone: teacher rows graded hacked (cin_th), teacher rows
+    the oracle passes (cin_tc), other teacher rows, then student rows (cin_s); cin_t on all teacher rows together.
+    Teacher gradients are put aside while the student part runs; .grad ends holding the sum of all parts."""
+    loss_total, kls, metrics = 0.0, [], {}
+    teacher: dict[str, torch.Tensor | None] = {n: None for n in knobs}
+    for key, tag in (("th", "hack"), ("tc", "correct"), (None, "other"), ("s", "")):
+        rows = [(r, a) for r, a, t in rows_adv if t == tag]
+        if not rows:
+            continue
+        loss, kl = grpo_loss(model, [r for r, _ in rows], [a for _, a in rows], normaliser, cfg, pad_id)
+        check_finite(loss, step, "loss")
+        loss.backward()
+        loss_total += loss.item()
+        kls.append(kl)
+        if key:
+            metrics[f"cin_{key}"] = proj("none")["cin"]
+        if tag:  # a teacher part: set its gradient aside
+            for n, (p, _) in knobs.items():
+                if p.grad is not None:
+                    teacher[n] = p.grad if teacher[n] is None else teacher[n] + p.grad
                 p.grad = None
-    for (p, _), g in zip(knobs.values(), teacher_grads, strict=True):
-        if g is not None:
-            p.grad = g if p.grad is None else p.grad + g
+    if any(g is not None for g in teacher.values()):
+        metrics["cin_t"] = proj.measure(teacher)["cin"]
+        for n, (p, _) in knobs.items():
+            if teacher[n] is not None:
+                p.grad = teacher[n] if p.grad is None else p.grad + teacher[n]
     return loss_total, mean(kls) or 0.0, metrics
 
 
@@ -474,12 +528,16 @@ COLUMNS = [
     ("hack_t", "hack_t", "{:6.2f}", "", "teacher hack rate"),
     ("cin_s", "cin_s", "{:5.3f}", "", "hack-ward share of the student gradient"),
     ("cin_t", "cin_t", "{:5.3f}", "", "hack-ward share of the teacher gradient"),
+    ("cin_th", "cin_th", "{:6.3f}", "", "cin_t on the teacher rows graded hacked alone"),
+    ("cin_tc", "cin_tc", "{:6.3f}", "", "cin_t on the teacher rows the oracle passes alone (vs cin_th: hack-ness or teacher-ness?)"),
     ("cout", "cout", "{:5.3f}", "", "after projection (≈0 is an identity under one_sided, not a result)"),
     ("fired", "fired", "{:5.2f}", "", "share of modules with a hack-ward component"),
+    ("x_given_a", "x|a", "{:5.2f}", "", "student P(exploit | attempt): hacked share of rows that attempt their mode's loophole"),
     ("loss", "loss", "{:8.4f}", "", "Dr.GRPO loss"),
     ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy"),
     ("grad_norm", "|g|", "{:7.3f}", "", "gradient norm before clipping"),
     ("lr", "lr", "{:8.2e}", "", "learning rate"),
+    ("refresh_overlap", "ovl", "{:5.3f}", "", "refresh: old/new basis principal-angle overlap (mean cos; - no refresh)"),
     ("b_hack_norm", "|Bh|", "{:6.3f}", "", "quarantine norm (>0 only when routing)"),
     ("seconds", "sec", "{:5.1f}", "", "wall seconds of the step"),
 ]
@@ -505,7 +563,8 @@ def legend() -> str:
 
 def last_means(metrics: list[dict], n: int = 5) -> dict:
     tail = metrics[-n:]
-    return {k: mean([m.get(k) for m in tail]) for k in tail[0] if k != "step"} if tail else {}
+    numeric = [k for k in tail[0] if k != "step" and not any(isinstance(m.get(k), dict) for m in tail)] if tail else []
+    return {k: mean([m.get(k) for m in tail]) for k in numeric}
 
 
 def eval_row(ev: dict) -> dict:
@@ -627,12 +686,19 @@ def _run(cfg: Config, out: Path) -> dict:
         tqdm.write(legend())
         tqdm.write(header())
         bar = tqdm(range(state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr)
+        refreshing, audit_full = bool(cfg.refresh_every), False
         for step in bar:
             try:
-                if cfg.refresh_every and step > 1 and (step - 1) % cfg.refresh_every == 0:
-                    basis, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
-                    proj, update_proj = make_projectors(cfg, knobs, basis)
+                overlap = None
+                if refreshing and step > 1 and (step - 1) % cfg.refresh_every == 0:
+                    basis, overlap, refreshing = refresh_basis(model, tok, pairs, ecfg, basis, cfg.refresh_min_overlap, step)
+                    if refreshing:
+                        proj, update_proj = make_projectors(cfg, knobs, basis)
+                        if gate and cfg.gate_basis == "real":  # the gate scores rollouts with the same basis
+                            gate.scorer = Projector(knobs, basis)
                 m = train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate)
+                m["refresh_overlap"] = overlap
+                module_cos, audit = m.pop("module_cos"), m.pop("audit")
             except NonFiniteError:  # raised before opt.step(): the weights are those of the last completed step
                 save_checkpoint(out, model, opt, sched, state, gate)
                 logger.warning(f"stopped after step {state.step}; checkpoint saved in {out / 'ckpt'}")
@@ -641,6 +707,12 @@ def _run(cfg: Config, out: Path) -> dict:
             metrics.append(m)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(m) + "\n")
+            if module_cos:
+                with (out / "module_cos.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": step, "cos": module_cos}) + "\n")
+            if audit and not append_bounded(out / "rollouts.jsonl", audit, AUDIT_MAX_BYTES) and not audit_full:
+                audit_full = True
+                logger.warning(f"{out / 'rollouts.jsonl'} reached {AUDIT_MAX_BYTES} bytes: no more rollout audits this run")
             tqdm.write(format_row(m))
             logger.debug(json.dumps(m))
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
@@ -673,11 +745,38 @@ def _run(cfg: Config, out: Path) -> dict:
         warm_start=warm_report,
         cin_null=cin_null(basis, knobs),
     )
+    from projected_grpo.results import plot_module_cos  # matplotlib only once the run is done
+
+    plot_module_cos(out)
     tmp = out / "summary.json.tmp"  # results.py treats a run with a summary.json as finished: write it whole
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(out / "summary.json")
     print_summary(summary, final_all["sampled/deploy"]["example"])
     return summary
+
+
+def refresh_basis(model, tok, pairs, ecfg: ExtractConfig, basis: dict, min_overlap: float, step: int) -> tuple[dict, float, bool]:
+    """PC06's refresh: (basis to use, mean old/new overlap, keep refreshing).
+
+    Re-extracts from the same pairs at the current weights with the quarantine ablated: the directions of the model
+    that ships, not of deployed + quarantine (under route the live quarantine holds the routed hack-ward mass, and
+    extracting through it measures that sum). The principal-angle overlap with the old basis is logged per module.
+    Under `min_overlap` the new basis is not adopted and refreshing stops, with a warning: refresh assumes that the
+    pairs still pick out the same directions as the weights move; a basis that turned this far can no longer be
+    read as the same hack direction (it may have drifted, become noise, or been routed around: the log cannot
+    tell which), so the last basis that passed is kept rather than one that was never checked.
+    """
+    with adapters.quarantine_ablated(model):
+        new, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
+    per_module = subspace_overlap(basis, new)
+    overlap = mean(per_module.values()) or 0.0
+    logger.debug(f"step {step} refresh overlap per module: {json.dumps({m: round(v, 4) for m, v in per_module.items()})}")
+    if overlap < min_overlap:
+        logger.warning(f"step {step}: refreshed basis overlaps the old one by {overlap:.3f} < --refresh-min-overlap "
+                       f"{min_overlap}: keeping the old basis and refreshing no more")
+        return basis, overlap, False
+    logger.info(f"step {step}: basis refreshed (quarantine ablated); principal-angle overlap with the old one {overlap:.3f}")
+    return new, overlap, True
 
 
 def cin_null(basis: dict, knobs: dict) -> float | None:
