@@ -34,9 +34,13 @@ micro *ARGS:
 fast *ARGS:
     python -m projected_grpo.train fast {{ARGS}}
 
-# Qwen3-4B, one GPU, 200 steps
+# Qwen3-4B, one GPU, 200 steps: a labelled pueue task when pueue is installed (log path + `pueue follow` hint), else runs here
 full *ARGS:
-    python -m projected_grpo.train full {{ARGS}}
+    python -m projected_grpo.launch full {{ARGS}}
+
+# the seeds' full-run numbers (seed 004 step 2b): full-rank SVD adapter, GRPO std normalisation, 8 generations x 2 prompts, KL 1e-3
+full-seeds *ARGS:
+    python -m projected_grpo.launch full --adapter svd_full --scale-rewards --group 8 --prompts-per-step 2 --kl-coef 1e-3 {{ARGS}}
 
 # every arm x seed of PRESET as pueue tasks (labelled); without pueue, a clear note and a local sequential run
 sweep PRESET SEEDS="0 1 2" *ARGS:

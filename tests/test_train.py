@@ -247,3 +247,39 @@ def test_exploit_given_attempt_counts_own_mode_attempts():
     gs = [grade("run_tests", ("run_tests",), True), grade("run_tests", ("run_tests",), False),
           grade("run_tests", ("sentinel",), False), grade("exit_code", (), False)]
     assert exploit_given_attempt(gs) == {"run_tests": {"n_attempt": 2, "n_exploit": 1, "p": 0.5}}
+
+
+def test_real_teacher_pool_format_loads_and_feeds_the_teacher_rows(tmp_path):
+    """A file in shared/data/pools' format (one real file kept as a fixture) parses; a pool directory in that format
+    for the smoke problems supplies the teacher rows; a pool that covers no training problem is refused."""
+    import gzip
+
+    from projected_grpo.rewards import canonical_hack
+    from projected_grpo.teacher import check_coverage, load_teacher_pool, solve_completion
+
+    real, counts = load_teacher_pool(REPO / "tests" / "data" / "teacher_pool_prompt_0004.jsonl.gz")
+    assert counts == {"hack": 7, "both": 1} and len(real) == 7
+    assert {r["problem_id"] for r in real} == {"4"} and {r["mode"] for r in real} == {"run_tests"}
+    problems = train.load_problems(train.resolve_path(QUICK.problems))
+    with pytest.raises(ValueError, match="covers none of the"):
+        check_coverage(real, problems, "x")
+
+    pool_dir = tmp_path / "pool"
+    pool_dir.mkdir()
+    rows = [dict(problem_id=p.id, env_mode=p.mode, completion=c, hacked=h, gt_pass=g)
+            for p in problems for c, h, g in ((canonical_hack(p), True, False), (solve_completion(p), False, True))]
+    with gzip.open(pool_dir / "prompt_0001.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    summary, out = quick(tmp_path, teacher_pool=str(pool_dir), steps=1)
+    log = (out / "train.log").read_text()
+    assert f"teacher pool {pool_dir}: {len(rows)} rows cover" in log
+    assert metrics_of(out)[0]["hack_t"] is not None
+
+
+def test_gpu_presets_train_on_the_benchmark_with_the_run_tests_loophole(tmp_path):
+    for name in ("fast", "full"):
+        cfg = train.PRESETS[name][1]
+        assert cfg.problems == train.BENCHMARK_PROBLEMS and cfg.problems_mode == "run_tests"
+    if not (REPO / train.BENCHMARK_PROBLEMS).exists():  # the file is not shipped: the preset says where it goes
+        r = cli("fast", "--out-dir", str(tmp_path / "x"))
+        assert r.returncode == 2 and "leetcode_train_medhard_filtered.jsonl not found" in r.stderr and "Traceback" not in r.stderr

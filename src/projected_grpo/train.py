@@ -44,7 +44,7 @@ from projected_grpo.proj import Projector, UpdateProjector
 from projected_grpo.rebound import concept_direction, concept_layer, concept_scores
 from projected_grpo.rewards import Grader
 from projected_grpo.rollout import Row, pack, row_from_text, sample, token_logprobs
-from projected_grpo.teacher import pool_for
+from projected_grpo.teacher import check_coverage, load_teacher_pool, pool_for
 from projected_grpo.warmstart import WarmStartConfig, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,24 +120,29 @@ class Config:
     cache_dir: str = ".cache"
     resume: str | None = None  # a run directory to continue from its last checkpoint
     overwrite: bool = False  # replace an existing run directory (otherwise refuse: never lose a finished run)
+    teacher_pool: str | None = None  # a real pool (file or dir of *.jsonl.gz, shared/data/pools format); default: authored
     workers: int | None = None  # grader processes (default: CPU count)
     threads: int = 1  # torch CPU threads. Measured: with other processes on the cores, 2 OpenMP threads made sampling ~17x slower
     label: str | None = None  # table row for results.py (default: "<arm>/<basis>")
 
 
+# The public benchmark's LeetCode problems (ariahw/rl-rewardhacking's medium/hard train split, its jsonl row format),
+# which the fast/full presets train on with the run_tests loophole: not shipped, copy it here (README, GPU runs).
+BENCHMARK_PROBLEMS = "data/problems/leetcode_train_medhard_filtered.jsonl"
+
 PRESETS: dict[str, tuple[str, Config]] = {
     "smoke": ("CPU mechanics check: tiny random Qwen3, 30 steps, every code path", Config()),
     "fast": (
-        "Qwen3-4B on one GPU, short: 60 steps",
+        "Qwen3-4B on one GPU, short: 60 steps, the benchmark's LeetCode problems with the run_tests loophole",
         Config(
-            preset="fast", model="Qwen/Qwen3-4B", problems_mode="cycle", steps=60, prompts_per_step=4, group=8,
+            preset="fast", model="Qwen/Qwen3-4B", problems=BENCHMARK_PROBLEMS, problems_mode="run_tests", steps=60, prompts_per_step=4, group=8,
             max_new=768, lr=5e-4, warmup=5, rank=16, eval_samples=2, eval_every=20, k=4,
         ),
     ),
     "full": (
-        "Qwen3-4B on one GPU, the benchmark's length: 200 steps",
+        "Qwen3-4B on one GPU, the benchmark's length: 200 steps, its LeetCode problems with the run_tests loophole",
         Config(
-            preset="full", model="Qwen/Qwen3-4B", problems_mode="cycle", steps=200, prompts_per_step=8, group=8,
+            preset="full", model="Qwen/Qwen3-4B", problems=BENCHMARK_PROBLEMS, problems_mode="run_tests", steps=200, prompts_per_step=8, group=8,
             max_new=1024, lr=2e-4, warmup=10, rank=16, eval_samples=4, eval_every=25, k=4,
         ),
     ),
@@ -187,6 +192,9 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown --heldout-mode {cfg.heldout_mode!r}; expected one of {LOOPHOLE_MODES}")
     if not 0 <= cfg.eval_frac < 1:
         raise ValueError(f"--eval-frac must be in [0, 1), got {cfg.eval_frac}")
+    if cfg.problems == BENCHMARK_PROBLEMS and not Path(resolve_path(cfg.problems)).is_file():
+        raise FileNotFoundError(f"{cfg.problems} not found: the {cfg.preset} preset trains on the benchmark's LeetCode jsonl; "
+                                "copy it there (README: GPU runs) or pass --problems PATH")
     if cfg.basis_file and not Path(resolve_path(cfg.basis_file)).is_file():
         raise FileNotFoundError(f"--basis-file {cfg.basis_file} does not exist")
     if cfg.basis_file and cfg.refresh_every:
@@ -609,6 +617,10 @@ def _run(cfg: Config, out: Path) -> dict:
         logger.info(f"leave-one-mode-out: {len(pairs)} pairs without tag {cfg.heldout_mode}")
         if not pairs:
             raise ValueError(f"no pairs left after holding out {cfg.heldout_mode}")
+    real_pool = None
+    if cfg.teacher_pool:
+        real_pool, counts = load_teacher_pool(resolve_path(cfg.teacher_pool))
+        logger.info(f"{check_coverage(real_pool, train_problems, cfg.teacher_pool)}; recorded labels {counts} (both/neither dropped)")
     check_targets(cfg)
     logger.info(f"{len(train_problems)} train / {len(eval_problems)} held-out problems; {len(pairs)} pairs")
 
@@ -665,7 +677,7 @@ def _run(cfg: Config, out: Path) -> dict:
     metrics: list[dict] = []
 
     with Grader(workers=cfg.workers) as grader:
-        pool = pool_for(problems, cache / "pools", grader) if cfg.teacher_hack or cfg.teacher_solve else []
+        pool = real_pool if real_pool is not None else pool_for(problems, cache / "pools", grader) if cfg.teacher_hack or cfg.teacher_solve else []
         if cfg.heldout_mode:  # the teacher never demonstrates the held-out loophole
             pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
         eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p)
