@@ -20,7 +20,7 @@ def test_launch_queues_one_labelled_pueue_task_and_prints_log_and_follow(tmp_pat
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
     cmd = [sys.executable, "-m", "projected_grpo.launch", "full", "--arm", "erase", "--seed", "1", "--problems", "data/problems/substrate.jsonl",
            "--out-dir", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr
     assert f"log:    {out / 'train.log'}" in r.stdout and "pueue follow 7" in r.stdout
     args = record.read_text().splitlines()
@@ -29,7 +29,7 @@ def test_launch_queues_one_labelled_pueue_task_and_prints_log_and_follow(tmp_pat
 
     out.mkdir()
     (out / "config.json").write_text("{}")
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -42,6 +42,6 @@ def test_launch_without_pueue_notes_it_and_runs_here(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "projected_grpo.launch", "smoke", "--steps", "1", "--eval-samples", "1", "--eval-frac", "0.1",
            "--no-eval-variants", "--max-new", "16", "--audit-every", "0", "--out-dir", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "pueue is not installed" in r.stderr and (out / "summary.json").exists()

@@ -281,5 +281,6 @@ def test_gpu_presets_train_on_the_benchmark_with_the_run_tests_loophole(tmp_path
         cfg = train.PRESETS[name][1]
         assert cfg.problems == train.BENCHMARK_PROBLEMS and cfg.problems_mode == "run_tests"
     if not (REPO / train.BENCHMARK_PROBLEMS).exists():  # the file is not shipped: the preset says where it goes
-        r = cli("fast", "--out-dir", str(tmp_path / "x"))
+        r = subprocess.run([sys.executable, "-m", "projected_grpo.train", "fast", "--out-dir", str(tmp_path / "x")],
+                           capture_output=True, text=True, cwd=REPO, timeout=900)
         assert r.returncode == 2 and "leetcode_train_medhard_filtered.jsonl not found" in r.stderr and "Traceback" not in r.stderr

@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
     local = "--local" in argv
     argv = [a for a in argv if a != "--local"]
     cfg = tyro.extras.overridable_config_cli(PRESETS, args=argv)  # bad flags exit here with tyro's message
-    validate(cfg)    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
+    validate(cfg)
+    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
     if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
         raise ValueError(f"{out} already holds a run: pass --overwrite to replace it, or --out-dir")
     cmd = [sys.executable, "-m", "projected_grpo.train", *argv]
