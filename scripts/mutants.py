@@ -55,7 +55,7 @@ class Mutant:
 MUTANTS = [
     # ── issue 19: the five the suite used to miss ──
     Mutant("adv_global_mean", "Dr.GRPO advantage subtracts the mean of all rewards, not the group's",
-           ((f"{PKG}/train.py", "mean = sum(rs) / n", "mean = sum(rewards) / len(rewards)"),), GRPO, issue=True),
+           ((f"{PKG}/train.py", "mean = sum(kept) / len(kept) if kept else 0.0", "mean = sum(rewards) / len(rewards)"),), GRPO, issue=True),
     Mutant("teacher_grad_dropped", "the teacher part's gradient is dropped when the two parts are summed",
            ((f"{PKG}/train.py", "p.grad = g if p.grad is None else p.grad + g", "p.grad = g if p.grad is None else p.grad"),),
            GRPO, issue=True),
@@ -102,8 +102,8 @@ MUTANTS = [
              "fired = any(bool(v) for v in self.channels.values())"),), REWARDS, issue=True),
     # ── more realistic bugs in the same code ──
     Mutant("adv_std_normalised", "GRPO's std normalisation slips back into the Dr.GRPO advantage",
-           ((f"{PKG}/train.py", "out += [r - mean for r in rs]",
-             "out += [(r - mean) / max(1e-8, (sum((x - mean) ** 2 for x in rs) / n) ** 0.5) for r in rs]"),), GRPO),
+           ((f"{PKG}/train.py", "out += [0.0 if d else r - mean for r, d in",
+             "out += [0.0 if d else (r - mean) / max(1e-8, (sum((x - mean) ** 2 for x in kept) / max(1, len(kept))) ** 0.5) for r, d in"),), GRPO),
     Mutant("student_grad_dropped", "the student part overwrites the teacher's instead of adding to it",
            ((f"{PKG}/train.py", "p.grad = g if p.grad is None else p.grad + g", "p.grad = p.grad if p.grad is not None else g"),), GRPO),
     Mutant("kl_reversed_ratio", "K3 computed with the ratio inverted (log p - log p_ref)",
