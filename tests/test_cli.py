@@ -407,3 +407,20 @@ def test_grade_warns_on_an_empty_completions_file(capsys, monkeypatch, tmp_path,
     code, err = rewards_main(capsys, monkeypatch, "grade", "--problems", str(PROBLEMS), "--completions", str(empty), "--out", str(tmp_path / "G.jsonl"))
     assert code == 0 and "warning:" in err and "holds no completions" in err
     assert (tmp_path / "G.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["smoke", "--steps", "abc"], "--steps"),
+        (["smoke", "--bogus", "1"], "--bogus"),
+        (["smoke", "--arm", "bogus"], "--arm"),
+        (["--resume", "outputs/nowhere", "--steps", "abc"], "outputs/nowhere"),
+    ],
+)
+def test_malformed_flags_fail_in_one_line(capsys, argv, named):
+    """tyro's own parse errors (a bad value, an unknown flag) come out in the same one-line form, exit 2."""
+    code, err = train_main(capsys, *argv)
+    line = one_error(err)
+    assert code == 2 and named in line
+    assert not any(ch in err for ch in "│╭╰"), err  # no boxed message beside the line

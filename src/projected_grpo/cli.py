@@ -56,6 +56,35 @@ def exit_codes() -> Iterator[None]:
         sys.exit(FAILED)
 
 
+_BOX = str.maketrans("", "", "│╭╮╰╯─")
+
+
+def parse_flags(parse, prog: str):
+    """Run a tyro parser, turning its boxed message for a malformed flag (`--steps abc`, an unknown option) into
+    the one-line form (ValueError -> `error: ...`, exit 2). Help and a successful parse are untouched."""
+    import io
+    from contextlib import redirect_stderr
+
+    captured = io.StringIO()
+    try:
+        with redirect_stderr(captured):
+            return parse()
+    except SystemExit as e:
+        text = captured.getvalue()
+        if not e.code:  # --help: tyro printed it (to stdout); nothing to translate
+            sys.stderr.write(text)
+            raise
+        # the box: a title line, the message (wrapped over lines), a ─── rule, the flag's help
+        lines = [" ".join(line.translate(_BOX).split()) for line in text.splitlines()][1:]
+        message = []
+        for line in lines:
+            if not line and message:
+                break
+            message += [line] if line else []
+        what = " ".join(message) or "bad arguments"
+        raise ValueError(f"{what} (see {prog} --help)") from None
+
+
 def read_utf8(path: Path) -> str:
     """A text input file; a byte that is not UTF-8 is reported with its file and line, not a codec position."""
     data = Path(path).read_bytes()

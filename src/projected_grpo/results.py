@@ -24,7 +24,7 @@ from loguru import logger
 matplotlib.use("Agg")  # headless: plots are files, the training boxes have no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from projected_grpo.cli import check_writable, exit_codes, read_utf8, setup_logging
+from projected_grpo.cli import check_writable, exit_codes, parse_flags, read_utf8, setup_logging
 from projected_grpo.problems import MODES
 
 METRICS = ("hack", "pass", "safepass")
@@ -406,7 +406,8 @@ def main() -> None:
 
     setup_logging()
     with exit_codes():
-        collect(tyro.cli(Config, prog="python -m projected_grpo.results"))
+        prog = "python -m projected_grpo.results"
+        collect(parse_flags(lambda: tyro.cli(Config, prog=prog), prog))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
 from projected_grpo import plan
-from projected_grpo.cli import Failure, Interrupted, check_writable, exit_codes, read_utf8, setup_logging
+from projected_grpo.cli import Failure, Interrupted, check_writable, exit_codes, parse_flags, read_utf8, setup_logging
 from projected_grpo.evaluate import evaluate
 from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
 from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
@@ -1058,7 +1058,9 @@ def parse_args(argv: list[str]) -> Config:
             print(f"  {name:<6} {description}")
         print(f"\noptions, with the smoke preset's defaults ({PROG} PRESET --help shows another preset's):")
         argv = ["smoke", "--help"]
-    return tyro.extras.overridable_config_cli(PRESETS, prog=PROG, args=argv)
+    if argv[1:2] in (["-h"], ["--help"]):
+        return tyro.extras.overridable_config_cli(PRESETS, prog=PROG, args=argv)
+    return parse_flags(lambda: tyro.extras.overridable_config_cli(PRESETS, prog=PROG, args=argv), PROG)
 
 
 def resume_config(argv: list[str]) -> Config:
@@ -1070,7 +1072,7 @@ def resume_config(argv: list[str]) -> Config:
         if rest[0] != saved.preset:
             raise ValueError(f"--resume {run_dir} is a {saved.preset} run, not {rest[0]}")
         rest = rest[1:]
-    cfg = tyro.cli(Config, default=saved, args=rest, prog=f"{PROG} --resume {run_dir}")
+    cfg = parse_flags(lambda: tyro.cli(Config, default=saved, args=rest, prog=f"{PROG} --resume {run_dir}"), PROG)
     changed = [f.name for f in dataclasses.fields(Config) if f.name not in RESUME_MAY_CHANGE and getattr(cfg, f.name) != getattr(saved, f.name)]
     if changed:
         raise ValueError(f"--resume cannot change {', '.join('--' + flag(n) for n in changed)}: it defines the run in {run_dir} "
