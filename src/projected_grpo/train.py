@@ -990,7 +990,7 @@ def initial_eval(model, tok, eval_args: tuple, cfg: Config, cache_dir: Path, mod
     the eval settings and the seed, not on the arm. It is sampled from its own seed inside a forked RNG (training's
     RNG stream is the same whether it ran or came from the cache) and cached: a sweep pays for it once per seed."""
     problems, _, n, max_new, temperature, top_p, sampler = eval_args
-    key_blob = json.dumps([model_id, [p.id for p in problems], n, max_new, temperature, top_p, sampler, cfg.seed, cfg.adapter, cfg.rank, cfg.dtype])
+    key_blob = json.dumps([model_id, [p.to_json() for p in problems], n, max_new, temperature, top_p, sampler, cfg.seed, cfg.adapter, cfg.rank, cfg.dtype])  # whole problems: an edited test or prompt misses
     path = cache_dir / f"{hashlib.sha256(key_blob.encode()).hexdigest()[:16]}.json"
     if path.exists():
         logger.info(f"initial eval HIT {path}")
