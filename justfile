@@ -25,6 +25,9 @@ check:
 # mutation check: realistic bugs put into a copy one at a time; each must fail its tests (NAMES: --only a b)
 mutants *ARGS:
     python scripts/mutants.py {{ARGS}}
+# hack basis to a file, with the per-module report, held-out validation and its histogram (FILE.png); train --basis-file FILE
+extract *ARGS:
+    python -m projected_grpo.extract {{ARGS}}
 
 # CPU model organism of reward hacking (warm-started small Qwen3, minutes per run)
 micro *ARGS:
@@ -38,9 +41,13 @@ gpu-check *ARGS:
 fast *ARGS:
     python -m projected_grpo.train fast {{ARGS}}
 
-# Qwen3-4B, one GPU, 200 steps
+# Qwen3-4B, one GPU, 200 steps: a labelled pueue task when pueue is installed (log path + `pueue follow` hint), else runs here
 full *ARGS:
-    python -m projected_grpo.train full {{ARGS}}
+    python -m projected_grpo.launch full {{ARGS}}
+
+# the seeds' full-run numbers (seed 004 step 2b): full-rank SVD adapter, GRPO std normalisation, 8 generations x 2 prompts, KL 1e-3
+full-seeds *ARGS:
+    python -m projected_grpo.launch full --adapter svd_full --scale-rewards --group 8 --prompts-per-step 2 --kl-coef 1e-3 {{ARGS}}
 
 # CPU model organism v2: hacking as a skill, no eval problem ever shown hacked (minutes per run)
 organism *ARGS:

@@ -61,7 +61,7 @@ def test_wrap_names_shapes_and_freezing(kind, tmp_path):
     ks = adapter.knobs(model)
     for name, (dep, quar) in ks.items():
         lin = ws[name].base
-        want = (lin.out_features, 4) if kind == "lora" else (4,)
+        want = {"lora": (lin.out_features, 4), "svd": (4,), "svd_full": (min(lin.weight.shape),)}[kind]
         assert dep.shape == quar.shape == want and dep is not quar
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in adapter.deployed_params(model) + adapter.quarantine_params(model)}
@@ -79,7 +79,7 @@ def test_lora_A_is_semi_orthonormal_and_seeded():
     assert not torch.equal(a["layers.0.q_proj"].A, a["layers.1.q_proj"].A), "each module gets its own A"
 
 
-@pytest.mark.parametrize("kind", adapter.ADAPTER_KINDS)
+@pytest.mark.parametrize("kind", ["lora", "svd"])  # svd_full rebuilds W from its factors: see the round-trip test
 def test_bf16_model_identity_at_init(kind, tmp_path, x):
     model = Toy().to(torch.bfloat16)
     xb = x.to(torch.bfloat16)
@@ -142,11 +142,14 @@ def test_forward_formula_and_contexts(kind, tmp_path, x):
             dep.normal_(0, 0.3), quar.normal_(0, 0.3)
     w = model.layers[0].q_proj
     h = torch.randn(3, 8)
+    W, b = w.base.weight, w.base.bias
     if kind == "lora":
         delta, delta_dep = (w.B + w.B_hack) @ w.A, w.B @ w.A
-    else:
+    elif kind == "svd":
         delta, delta_dep = w.U @ torch.diag(w.dS + w.dS_hack) @ w.Vh, w.U @ torch.diag(w.dS) @ w.Vh
-    W, b = w.base.weight, w.base.bias
+    else:  # svd_full: the forward is U diag(S + dS) Vh x + b, with no W term at all
+        W = torch.zeros_like(W)
+        delta, delta_dep = (w.U @ torch.diag(w.S + s) @ w.Vh for s in (w.dS + w.dS_hack, w.dS))
     with torch.no_grad():
         torch.testing.assert_close(w(h), h @ (W + delta).T + b)
         with adapter.quarantine_ablated(model):
@@ -235,3 +238,22 @@ def test_corrupt_svd_cache_is_recomputed(tmp_path):
     (U2, _, _), hit = adapter.svd_factors(w, 3, tmp_path)
     assert not hit and torch.equal(U, U2)
     assert adapter.svd_factors(w, 3, tmp_path)[1], "the recomputed entry must overwrite the corrupt file"
+
+
+def test_svd_full_rank_is_per_module_and_round_trips(tmp_path, x):
+    """Seed 004's first pass: r = min(d_out, d_in) per module, only dS trains, and at dS = 0 the rebuilt forward
+    matches the base model (max abs diff < 1e-3, here 1e-5 in fp32)."""
+    model = nn.Sequential(nn.Linear(8, 6), nn.Linear(6, 10), nn.Linear(10, 4))
+    ws = adapter.wrap(model, AdapterConfig(kind="svd_full", targets=("0", "1", "2"), svd_cache_dir=str(tmp_path)))
+    assert [w.dS.shape[0] for w in ws.values()] == [6, 6, 4], "one rank per module: min(d_out, d_in)"
+    assert all(type(w) is adapter.SVDFullLinear for w in ws.values())
+    assert adapter.adapter_signature(model)["rank"] == "full"
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for w in ws.values() for p in (w.dS, w.dS_hack)}
+    with torch.no_grad():
+        ws["1"].dS.fill_(0.5)  # round_trip_diff zeroes the knobs itself, and puts them back
+    assert adapter.round_trip_diff(model, lambda: model(x)) < 1e-5
+    assert (ws["1"].dS == 0.5).all()
+    with torch.no_grad():
+        ws["1"].S.mul_(1.01)  # a factorisation that no longer reconstructs W must fail the check
+    assert adapter.round_trip_diff(model, lambda: model(x)) > 1e-3

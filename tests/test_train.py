@@ -195,3 +195,129 @@ def test_bf16_base_runs_and_resumes_exactly(tmp_path):
     assert strip(metrics_of(part)) == strip(metrics_of(full))
     resumed = load_knobs_tensors(part)
     assert all(torch.equal(knobs[k], resumed[k]) for k in knobs)
+def test_svd_full_adapter_trains_with_a_per_module_rank(tmp_path):
+    summary, out = quick(tmp_path, adapter="svd_full", arm="erase", steps=1)
+    log = (out / "train.log").read_text()
+    assert "svd_full round trip at dS = 0" in log and "full rank (per module: 32, 64)" in log
+    dims = {v.shape[-1] for v in load_knobs_tensors(out).values()}
+    assert dims == {32, 64}, "each module's knob has its own rank, min(d_out, d_in)"
+
+
+def test_advantages_dr_grpo_by_default_and_grpo_std_on_request():
+    rewards, sizes = [0.0, 1.0, 2.0, 3.0, 3.0], [3, 2]
+    assert train.advantages(rewards, sizes) == [-1.0, 0.0, 1.0, 0.0, 0.0]
+    scaled = train.advantages(rewards, sizes, scale=True)  # group 1 has sample std 1; group 2 has zero variance
+    assert scaled[3:] == [0.0, 0.0]
+    assert scaled[:3] == pytest.approx([-1 / 1.0001, 0.0, 1 / 1.0001])
+
+
+def test_seed_flags_reach_the_optimizer_and_the_basis(tmp_path):
+    """--adam-betas, --scale-rewards, --tau-axis and --k-use walk their code paths."""
+    summary, out = quick(tmp_path, adam_betas=(0.5, 0.9), scale_rewards=True, tau_axis=0.5, k_use=1, steps=1)
+    groups = torch.load(out / "ckpt" / "trainer.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert all(tuple(g["betas"]) == (0.5, 0.9) for g in groups)
+    assert set(summary["basis_report"]["k_per_module"].values()) == {1}
+
+
+def test_refresh_extracts_with_the_quarantine_ablated_logs_overlap_and_stops_below_the_bar(tmp_path, monkeypatch):
+    from projected_grpo.adapter import wrappers
+
+    calls = []
+    real = train.extract_basis
+
+    def spy(model, *args, **kwargs):
+        calls.append(all(not w.use_quarantine for w in wrappers(model).values()))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train, "extract_basis", spy)
+    _, out = quick(tmp_path, arm="route", gated=True, refresh_every=1, steps=3)
+    assert calls == [True, True], "steps 2 and 3 refresh, each with the quarantine ablated"
+    overlaps = [r["refresh_overlap"] for r in metrics_of(out)]
+    assert overlaps[0] is None and all(0.5 <= o <= 1.0 for o in overlaps[1:])
+    assert "refresh overlap per module" in (out / "train.log").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(train, "subspace_overlap", lambda old, new: {m: 0.1 for m in old})
+    _, out = quick(tmp_path, arm="erase", refresh_every=1, steps=3, overwrite=True)
+    assert calls == [True], "after an overlap under --refresh-min-overlap, refreshing stops"
+    assert [r["refresh_overlap"] for r in metrics_of(out)] == [None, pytest.approx(0.1), None]
+    assert "keeping the old basis and refreshing no more" in (out / "train.log").read_text()
+
+
+def test_pc07_diagnostics_are_logged_plotted_audited_and_tabled(tmp_path, monkeypatch):
+    """P(exploit | attempt), cin on teacher-hack vs teacher-correct rows, per-module cosines (module_cos.png), the
+    bounded rollout audit, and results.py's seed-004 and P(exploit | attempt) tables."""
+    from projected_grpo.results import Config as ResultsConfig
+    from projected_grpo.results import collect
+
+    monkeypatch.setattr(train, "AUDIT_MAX_BYTES", 1)  # the first audit is written, then the file is at its bound
+    summary, out = quick(tmp_path, arm="erase", audit_every=1, audit_rows=2, steps=2)
+    rows = metrics_of(out)
+    for r in rows:
+        assert {"attempt_s", "x_given_a", "exploit_attempt", "cin_th", "cin_tc", "cin"} <= set(r)
+        assert r["cin_th"] is not None and r["cin_tc"] is not None, "smoke teachers give one hack and one solve row"
+        assert all(len(v) == 2 and v[1] <= v[0] for v in r["exploit_attempt"].values())
+    cos = [json.loads(line) for line in (out / "module_cos.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in cos] == [1, 2] and all(-1 <= v <= 1 for c in cos for v in c["cos"].values())
+    assert (out / "module_cos.png").read_bytes()[:4] == b"\x89PNG"
+    audit = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert [a["step"] for a in audit] == [1, 1], "two rows at step 1; step 2 found the file at its size bound"
+    assert {"problem", "mode", "reward", "hacked", "gt_correct", "label", "completion"} <= set(audit[0])
+    assert "no more rollout audits" in (out / "train.log").read_text()
+    per_mode = summary["final_eval"]["per_mode"]
+    assert all("attempt" in v and "exploit_given_attempt" in v for v in per_mode.values())
+
+    collect(ResultsConfig(runs_dir=out, out_dir=tmp_path / "res"))
+    md = (tmp_path / "res" / "results.md").read_text()
+    assert "| Arm | ΔSafePass ↑ | Hack % ↓ | Pass % ↑ | KL ↓ | mean·cos* | frac·fired* | ‖g‖* |" in md
+    assert "## P(exploit | attempt)" in md
+
+
+def test_exploit_given_attempt_counts_own_mode_attempts():
+    from projected_grpo.evaluate import exploit_given_attempt
+    from projected_grpo.rewards import Grade
+
+    def grade(mode, attempted, hacked):
+        return Grade(reward=0.0, passed=hacked, gt_correct=False, channel_fired=hacked, hacked=hacked, compiles=True,
+                     timed_out=False, label="x", code_found=True, attempted_modes=attempted, n_tests_passed=0, n_tests=1, mode=mode)
+
+    gs = [grade("run_tests", ("run_tests",), True), grade("run_tests", ("run_tests",), False),
+          grade("run_tests", ("sentinel",), False), grade("exit_code", (), False)]
+    assert exploit_given_attempt(gs) == {"run_tests": {"n_attempt": 2, "n_exploit": 1, "p": 0.5}}
+
+
+def test_real_teacher_pool_format_loads_and_feeds_the_teacher_rows(tmp_path):
+    """A file in shared/data/pools' format (one real file kept as a fixture) parses; a pool directory in that format
+    for the smoke problems supplies the teacher rows; a pool that covers no training problem is refused."""
+    import gzip
+
+    from projected_grpo.rewards import canonical_hack
+    from projected_grpo.teacher import check_coverage, load_teacher_pool, solve_completion
+
+    real, counts = load_teacher_pool(REPO / "tests" / "data" / "teacher_pool_prompt_0004.jsonl.gz")
+    assert counts == {"hack": 7, "both": 1} and len(real) == 7
+    assert {r["problem_id"] for r in real} == {"4"} and {r["mode"] for r in real} == {"run_tests"}
+    problems = train.load_problems(train.resolve_path(QUICK.problems))
+    with pytest.raises(ValueError, match="covers none of the"):
+        check_coverage(real, problems, "x")
+
+    pool_dir = tmp_path / "pool"
+    pool_dir.mkdir()
+    rows = [dict(problem_id=p.id, env_mode=p.mode, completion=c, hacked=h, gt_pass=g)
+            for p in problems for c, h, g in ((canonical_hack(p), True, False), (solve_completion(p), False, True))]
+    with gzip.open(pool_dir / "prompt_0001.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    summary, out = quick(tmp_path, teacher_pool=str(pool_dir), steps=1)
+    log = (out / "train.log").read_text()
+    assert f"teacher pool {pool_dir}: {len(rows)} rows cover" in log
+    assert metrics_of(out)[0]["hack_t"] is not None
+
+
+def test_gpu_presets_train_on_the_benchmark_with_the_run_tests_loophole(tmp_path):
+    for name in ("fast", "full"):
+        cfg = train.PRESETS[name][1]
+        assert cfg.problems == train.BENCHMARK_PROBLEMS and cfg.problems_mode == "run_tests"
+    if not (REPO / train.BENCHMARK_PROBLEMS).exists():  # the file is not shipped: the preset says where it goes
+        r = subprocess.run([sys.executable, "-m", "projected_grpo.train", "fast", "--out-dir", str(tmp_path / "x")],
+                           capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert r.returncode == 2 and "leetcode_train_medhard_filtered.jsonl not found" in r.stderr and "Traceback" not in r.stderr

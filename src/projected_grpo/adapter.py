@@ -7,9 +7,14 @@ Per target `nn.Linear` (weight W [d_out, d_in], bias b), the base is frozen and 
   knob: a hack direction extracted once in knob space stays one fixed weight-space direction.
 - `svd` (AntiPaSTO-style): frozen U [d_out, r], S [r], Vh [r, d_in], the top-r SVD of W (fp32, cached on
   disk keyed by W's bytes + r); trained dS and dS_hack [r] (zeros). y = W x + b + U diag(dS + dS_hack) Vh x.
+- `svd_full` (seed 004's first pass): the full SVD, r = min(d_out, d_in) *per module* (`rank` is ignored), so
+  W = U diag(S) Vh and W_res = 0; the forward is rebuilt from the factors, y = U diag(S + dS + dS_hack) Vh x + b.
+  Only dS (and the quarantine dS_hack) train. At dS = 0 it matches the base up to the SVD's rounding: the
+  round-trip check `round_trip_diff` measures it (seed 004: max abs diff < 1e-3 on a fixed prompt).
 
 Both knobs have the same shape, so the route quarantine is capacity-matched with the deployed knob.
-Both start at zero, so a wrapped model computes exactly what the base model does until it trains.
+Both start at zero, so a wrapped model computes exactly what the base model does until it trains (`svd_full`:
+up to the reconstruction's rounding).
 
 Dtype: knobs and fixed matrices (A; U, S, Vh) are fp32 whatever the base's dtype. A bf16 knob would round
 away Adam steps smaller than 2^-8 of its value, and the projection's erase/route identities would only hold
@@ -29,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +47,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-ADAPTER_KINDS = ("lora", "svd")
+ADAPTER_KINDS = ("lora", "svd", "svd_full")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 KNOB_DTYPE = torch.float32  # knobs and fixed matrices, whatever the base dtype (module docstring)
 
@@ -50,7 +55,7 @@ KNOB_DTYPE = torch.float32  # knobs and fixed matrices, whatever the base dtype 
 @dataclass(frozen=True)
 class AdapterConfig:
     kind: str = "lora"  # one of ADAPTER_KINDS
-    rank: int = 8  # lora: rows of A (<= d_in); svd: top singular directions kept (<= min(d_out, d_in))
+    rank: int = 8  # lora: rows of A (<= d_in); svd: top singular directions kept (<= min(d_out, d_in)); svd_full: unused
     targets: tuple[str, ...] = DEFAULT_TARGETS  # a Linear is wrapped when its name ends with ".<target>"
     seed: int = 0  # lora: seeds each module's A (mixed with the module name)
     svd_cache_dir: str = ".cache/svd"  # svd: where (U, S, Vh) per weight are cached
@@ -114,8 +119,9 @@ class SVDLinear(nn.Module):
         self.register_buffer("U", U, persistent=False)
         self.register_buffer("S", S, persistent=False)  # not in the forward; kept to read the spectrum
         self.register_buffer("Vh", Vh, persistent=False)
-        self.dS = nn.Parameter(torch.zeros(cfg.rank, device=w.device, dtype=KNOB_DTYPE))
-        self.dS_hack = nn.Parameter(torch.zeros(cfg.rank, device=w.device, dtype=KNOB_DTYPE))
+        r = U.shape[1]  # cfg.rank for svd; min(d_out, d_in) of this module for svd_full
+        self.dS = nn.Parameter(torch.zeros(r, device=w.device, dtype=KNOB_DTYPE))
+        self.dS_hack = nn.Parameter(torch.zeros(r, device=w.device, dtype=KNOB_DTYPE))
 
     def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         # W stays intact (no W_res = W - U S Vh), so a truncated rank adds no reconstruction error.
@@ -130,10 +136,25 @@ class SVDLinear(nn.Module):
         return torch.einsum("btr,btr->br", dy.float() @ self.U, F.linear(x.to(KNOB_DTYPE), self.Vh))
 
     def extra_repr(self) -> str:
-        return f"rank={self.cfg.rank}, enabled={self.enabled}, use_quarantine={self.use_quarantine}"
+        return f"rank={self.dS.numel()}, enabled={self.enabled}, use_quarantine={self.use_quarantine}"
 
 
-WRAPPERS = (LoRALinear, SVDLinear)
+class SVDFullLinear(SVDLinear):
+    """Seed 004's AntiPaSTO wrap: the weight is *replaced* by its full SVD, y = U diag(S + dS) Vh x + b.
+
+    Same knobs, per-example gradient and buffers as `SVDLinear` (at full rank U diag(dS) Vh x is the added
+    term either way); only the forward differs: it runs through the factors, not W, so W_res = 0 is real and
+    the round-trip check tests the factorisation. `base` keeps W for `adapter_zeroed` (the KL reference).
+    """
+
+    def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
+        if not self.enabled:
+            return self.base(x)
+        dS = self.dS + self.dS_hack if self.use_quarantine else self.dS
+        return F.linear(F.linear(x, self.Vh) * (self.S + dS), self.U, self.base.bias)
+
+
+WRAPPERS = (LoRALinear, SVDLinear)  # SVDFullLinear is an SVDLinear
 
 
 def _module_seed(seed: int, name: str) -> int:
@@ -205,6 +226,8 @@ def wrap(model: nn.Module, cfg: AdapterConfig) -> dict[str, nn.Module]:
     # Check every rank before touching the model, so a bad config leaves it unchanged.
     for name, lin in chosen.items():
         d_out, d_in = lin.weight.shape
+        if cfg.kind == "svd_full":  # rank is per module: min(d_out, d_in)
+            continue
         limit = d_in if cfg.kind == "lora" else min(d_out, d_in)  # lora: A needs orthonormal rows
         if cfg.rank > limit:
             raise ValueError(f"adapter rank {cfg.rank} > {limit} for {cfg.kind} on {name} (weight {d_out}x{d_in})")
@@ -219,14 +242,17 @@ def wrap(model: nn.Module, cfg: AdapterConfig) -> dict[str, nn.Module]:
             d_out, d_in = lin.weight.shape
             w = SVDLinear(lin, cfg, tuple(torch.empty(s, device="meta") for s in ((d_out, cfg.rank), (cfg.rank,), (cfg.rank, d_in))))
         else:
-            factors, hit = svd_factors(lin.weight, cfg.rank, cfg.svd_cache_dir)
+            rank = min(lin.weight.shape) if cfg.kind == "svd_full" else cfg.rank
+            factors, hit = svd_factors(lin.weight, rank, cfg.svd_cache_dir)
             hits += hit
-            w = SVDLinear(lin, cfg, factors)
+            w = (SVDFullLinear if cfg.kind == "svd_full" else SVDLinear)(lin, cfg, factors)
         _set_submodule(model, name, w)
         out[name] = w
     n_knob = sum(getattr(w, w.DEPLOYED).numel() for w in out.values())
-    msg = f"wrapped {len(out)} Linear modules with {cfg.kind} rank {cfg.rank}: {n_knob} deployed knob params"
-    if cfg.kind == "svd":
+    ranks = sorted({getattr(w, w.DEPLOYED).shape[-1] for w in out.values()})
+    rank_text = f"full rank (per module: {', '.join(map(str, ranks))})" if cfg.kind == "svd_full" else f"rank {cfg.rank}"
+    msg = f"wrapped {len(out)} Linear modules with {cfg.kind} {rank_text}: {n_knob} deployed knob params"
+    if cfg.kind != "lora":
         msg += f"; svd cache {cfg.svd_cache_dir}: {hits} hit, {len(out) - hits} computed"
     logger.info(f"{msg} ({time.perf_counter() - t0:.1f}s)")
     return out
@@ -281,7 +307,8 @@ def adapter_signature(model: nn.Module) -> dict[str, str]:
     if len(cfgs) != 1:
         raise ValueError(f"model mixes {len(cfgs)} adapter configs; expected one")
     cfg, w = cfgs.pop(), next(iter(ws.values()))
-    sig = {"kind": cfg.kind, "rank": str(cfg.rank), "targets": ",".join(cfg.targets)}
+    rank = "full" if cfg.kind == "svd_full" else str(cfg.rank)  # svd_full: min(d_out, d_in) per module
+    sig = {"kind": cfg.kind, "rank": rank, "targets": ",".join(cfg.targets)}
     sig["dtype"] = str(getattr(w, w.DEPLOYED).dtype).removeprefix("torch.")
     sig["base_dtype"] = str(w.base.weight.dtype).removeprefix("torch.")
     if cfg.kind == "lora":  # the svd basis is a function of W alone
@@ -316,6 +343,27 @@ def quarantine_ablated(model: nn.Module) -> AbstractContextManager[None]:
 def adapter_zeroed(model: nn.Module) -> AbstractContextManager[None]:
     """Forward of the unwrapped base model: a free reference policy for the KL term."""
     return _flags(model, enabled=False)
+
+
+@torch.no_grad()
+def round_trip_diff(model: nn.Module, forward: Callable[[], Tensor]) -> float:
+    """Max |forward() with every knob at 0 - forward() of the base model|: seed 004's round-trip check.
+
+    Exactly 0 for `lora` and `svd` (they add a zero term to W x); for `svd_full` it is the SVD reconstruction's
+    rounding as seen at the output (the seed's bar: < 1e-3 on a fixed prompt, in fp32). The knobs are restored.
+    """
+    params = [p for pair in knobs(model).values() for p in pair]
+    saved = [p.detach().clone() for p in params]
+    try:
+        for p in params:
+            p.zero_()
+        out = forward().float()
+        with adapter_zeroed(model):
+            ref = forward().float()
+    finally:
+        for p, s in zip(params, saved, strict=True):
+            p.copy_(s)
+    return (out - ref).abs().max().item()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,6 +9,15 @@ A global noise floor then drops every (module, axis) whose singular value is und
 singular values of all modules (global, so a module whose differences are small next to the rest of the model
 is not protected by having its own "top direction"); modules left with no axis get no basis. It is a cut on
 scale: a module is only dropped when its differences are weaker than most of the model's candidate axes.
+Two optional cuts follow (the seeds name `tau_axis` and `k_use` without defining them; these are our readings):
+`tau_axis` drops a module's axis whose singular value is under tau_axis x that module's top singular value
+(a per-module, relative cut, beside the global absolute floor), and `k_use` keeps only a module's first k_use
+surviving axes (extract k so the floor sees the top-k spectrum, use fewer).
+
+Non-finite guard: a pair whose gradient (hack or clean side, any module) is NaN/inf is named in a warning and
+dropped, and listed in the report's `dropped_pairs`; extraction fails with one line if no training pair is left.
+Dropping rather than failing: one pathological pair (say a bf16 overflow on a long completion) should not
+stop a run whose other pairs are fine, and naming it lets a person fix or remove it.
 
 Validation on held-out pairs (never used for the SVD): per module, the signed cosine of the mean held-out
 difference d with span(V), (|relu(V d)| - |relu(-V d)|) / |d| (= cos(d, v) when k = 1); we report the share
@@ -36,6 +45,15 @@ Extraction variants (organism v2 arms; the defaults are the method as above):
 
 Cache: one safetensors file per (model, basis kind) holding V per module, with metadata (model id, adapter
 signature, pairs sha, k, floor, basis kind, seed, holdout) that must all match for a hit.
+
+Standalone (a basis file that training loads with `--basis-file FILE` instead of extracting):
+
+    python -m projected_grpo.extract --model Qwen/Qwen3-4B --pairs data/pairs/hack_pairs.md --out basis.safetensors
+
+prints each module's kept axes and singular values, the noise floor and the held-out validation (share of
+modules > 0, median; the seeds' bar: share > 0.5, median > 0.3), and draws the validation histogram to
+`<out>.png`. The file has the cache's format; training refuses it (one line) unless its model id, adapter
+signature and basis kind are the run's and every module it names is one of the run's knobs of the same size.
 """
 
 from __future__ import annotations
@@ -44,9 +62,11 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +76,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from projected_grpo.adapter import adapter_signature, knobs, wrappers
+from projected_grpo.adapter import DEFAULT_TARGETS, adapter_signature, knobs, wrappers
 from projected_grpo.pairs import Pair, pair_digest, pairs_sha, split_pairs
 from projected_grpo.problems import LOOPHOLE_MODES, SYSTEM_PROMPT, render_chat
 
@@ -82,12 +102,18 @@ class ExtractConfig:
     loss: str = "mean"  # one of LOSSES (module docstring: extraction variants)
     direction: str = "svd"  # one of DIRECTIONS
     per_mode: bool = False  # union of per-mode bases
+    tau_axis: float = 0.0  # drop a module's axis with singular value < tau_axis x its top one (0: off)
+    k_use: int | None = None  # keep a module's first k_use axes after the cuts (None: all k)
 
     def __post_init__(self):
         if self.loss not in LOSSES or self.direction not in DIRECTIONS:
             raise ValueError(f"ExtractConfig: loss must be one of {LOSSES} and direction one of {DIRECTIONS}, got {self.loss!r}, {self.direction!r}")
         if self.k < 1:
             raise ValueError(f"ExtractConfig.k must be >= 1, got {self.k}")
+        if not 0.0 <= self.tau_axis <= 1.0:
+            raise ValueError(f"ExtractConfig.tau_axis must be in [0, 1], got {self.tau_axis}")
+        if self.k_use is not None and not 1 <= self.k_use <= self.k:
+            raise ValueError(f"ExtractConfig.k_use must be in [1, k={self.k}], got {self.k_use}")
         if not 0.0 <= self.floor_quantile < 1.0:
             raise ValueError(f"ExtractConfig.floor_quantile must be in [0, 1), got {self.floor_quantile}")
         if self.basis not in BASIS_KINDS:
@@ -233,9 +259,9 @@ def oriented_axes(D: Float[Tensor, "n dim"], k: int) -> tuple[Float[Tensor, " kk
 
 
 def _floored_axes(
-    diffs: dict[str, Tensor], k: int, floor_quantile: float
+    diffs: dict[str, Tensor], k: int, floor_quantile: float, tau_axis: float = 0.0, k_use: int | None = None
 ) -> tuple[dict[str, Tensor], dict[str, list[float]], float]:
-    """(basis, kept singular values per module, floor value)."""
+    """(basis, kept singular values per module, floor value): global floor, then tau_axis, then k_use."""
     if not diffs:
         raise ValueError("basis_from_diffs: no modules")
     axes = {m: oriented_axes(D, k) for m, D in diffs.items()}
@@ -244,7 +270,8 @@ def _floored_axes(
     null = 1e-6 * all_S.max().item()  # a zero singular value has an arbitrary vector: never a direction
     basis, kept = {}, {}
     for m, (S, V) in axes.items():
-        keep = (S >= floor) & (S > null)
+        keep = (S >= floor) & (S > null) & (S >= tau_axis * S[:1].max())  # S is sorted: S[0] is the module's top
+        keep &= keep.cumsum(0) <= (k_use or len(S))  # the first k_use survivors
         if keep.any():
             basis[m], kept[m] = V[keep].contiguous(), S[keep].tolist()
     return basis, kept, floor
@@ -322,9 +349,12 @@ def pair_mode(pair: Pair) -> str:
     return modes[0]
 
 
-def basis_from_diffs(diffs: dict[str, Float[Tensor, "n _"]], k: int, floor_quantile: float) -> Basis:
-    """Per module: top-k oriented right singular vectors of D; then the global noise floor (module docstring)."""
-    return _floored_axes(diffs, k, floor_quantile)[0]
+def basis_from_diffs(
+    diffs: dict[str, Float[Tensor, "n _"]], k: int, floor_quantile: float, tau_axis: float = 0.0, k_use: int | None = None
+) -> Basis:
+    """Per module: top-k oriented right singular vectors of D; then the global noise floor, tau_axis and k_use cuts
+    (module docstring)."""
+    return _floored_axes(diffs, k, floor_quantile, tau_axis, k_use)[0]
 
 
 def validate_basis(basis: Basis, heldout_diffs: dict[str, Float[Tensor, "n _"]], warn: bool = True) -> dict:
@@ -352,6 +382,20 @@ def validate_basis(basis: Basis, heldout_diffs: dict[str, Float[Tensor, "n _"]],
             "(Expected for an untrained random model such as the smoke's: it checks mechanics, not the method.)"
         )
     return report
+
+
+def subspace_overlap(old: Basis, new: Basis) -> dict[str, float]:
+    """Per module of either basis: the mean cosine of the principal angles between span(old) and span(new)
+    (the singular values of V_old V_new^T, min(k_old, k_new) of them): 1 = the same subspace, 0 = orthogonal.
+    A module in only one of the two scores 0 (its direction appeared or vanished)."""
+    out = {}
+    for m in sorted(set(old) | set(new)):
+        if m in old and m in new:
+            cos = torch.linalg.svdvals(old[m].double().cpu() @ new[m].double().cpu().T)
+            out[m] = cos.clamp(max=1.0).mean().item()
+        else:
+            out[m] = 0.0
+    return out
 
 
 # ── placebos ───────────────────────────────────────────────────────────────────────────────────────
@@ -409,6 +453,19 @@ def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: Extra
     skips = branch_skips(tokenizer, both) if cfg.loss == "branch" else None
     g_hack = pair_grads(model, tokenizer, both, "hack", cfg.batch_size, skips)
     g_clean = pair_grads(model, tokenizer, both, "clean", cfg.batch_size, skips)
+    finite = torch.ones(len(both), dtype=torch.bool)
+    for g in (*g_hack.values(), *g_clean.values()):
+        finite &= torch.isfinite(g).all(dim=1)
+    dropped = [p.id for p, ok in zip(both, finite.tolist(), strict=True) if not ok]
+    if dropped:
+        logger.warning(f"!!! {len(dropped)} pair(s) with a non-finite gradient dropped from the basis: {dropped}")
+        ok_train = finite[: len(train)].tolist()
+        train = [p for p, ok in zip(train, ok_train, strict=True) if ok]
+        held = [p for p, ok in zip(held, finite[len(ok_train) :].tolist(), strict=True) if ok]
+        if not train:
+            raise ValueError(f"every training pair has a non-finite gradient ({dropped[:5]}): no basis can be extracted")
+        g_hack, g_clean = ({m: g[finite] for m, g in gs.items()} for gs in (g_hack, g_clean))
+        skips = skips and [s for s, ok in zip(skips, finite.tolist(), strict=True) if ok]
     n = len(train)
     tr_h, tr_c = {m: g[:n] for m, g in g_hack.items()}, {m: g[:n] for m, g in g_clean.items()}
     d_held = {m: g_hack[m][n:] - g_clean[m][n:] for m in g_hack}
@@ -421,7 +478,7 @@ def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: Extra
     elif cfg.direction == "mean_diff":
         real, kept_S, floor = mean_diff_axes(D, cfg.floor_quantile)
     else:
-        real, kept_S, floor = _floored_axes(D, cfg.k, cfg.floor_quantile)
+        real, kept_S, floor = _floored_axes(D, cfg.k, cfg.floor_quantile, cfg.tau_axis, cfg.k_use)
     basis = real if cfg.basis == "real" else placebo_basis(cfg.basis, real, tr_h, tr_c, cfg.seed)
     report = {
         "basis": cfg.basis,
@@ -430,6 +487,7 @@ def extract_basis(model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: Extra
         "n_modules": len(g_hack),
         "n_kept": len(basis),
         "floor": floor,
+        "dropped_pairs": dropped,
         "k_per_module": {m: V.shape[0] for m, V in basis.items()},
         "singular_values": kept_S,  # of the real basis, which placebos copy the structure of
         "validation": validate_basis(basis, d_held, warn=cfg.basis == "real") if held else None,
@@ -514,3 +572,112 @@ def load_or_extract(
     # bit. Without this they drifted apart in the last float digits from the second step on (journal, 2026-11-30;
     # cause not isolated).
     return stored_form(basis), json.loads(json.dumps(report))
+
+
+# ── basis files: written by the CLI below, loaded by training (--basis-file) ───────────────────────
+
+
+def load_basis_file(path: str | Path, model: nn.Module, model_id: str, basis_kind: str) -> tuple[Basis, dict]:
+    """(basis, report) from a file `python -m projected_grpo.extract` wrote; ValueError (one line) when it was
+    extracted for another model, adapter or basis kind, or names modules this model's knobs do not have."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--basis-file {path} does not exist")
+    with safe_open(str(path), framework="pt") as f:
+        stored = dict(f.metadata() or {})
+    want = {"model_id": model_id, "basis": basis_kind} | {f"adapter_{k}": v for k, v in adapter_signature(model).items()}
+    bad = [f"{k} {stored.get(k, '<missing>')!r} (run: {v!r})" for k, v in want.items() if stored.get(k) != v]
+    if bad:
+        raise ValueError(f"--basis-file {path} was extracted for another setup: {'; '.join(bad)}")
+    basis, report = read_cache(path, {k: stored[k] for k in want})  # also checks orthonormal rows
+    sizes = {m: d.numel() for m, (d, _) in knobs(model).items()}
+    foreign = [m for m in basis if m not in sizes]
+    if foreign:
+        raise ValueError(f"--basis-file {path} names {len(foreign)} module(s) this model has no knob for, e.g. {foreign[:3]}")
+    wrong = [f"{m}: {V.shape[1]} vs knob {sizes[m]}" for m, V in basis.items() if V.shape[1] != sizes[m]]
+    if wrong:
+        raise ValueError(f"--basis-file {path}: basis sizes differ from the knobs: {wrong[:3]}")
+    logger.info(f"basis from {path}: {len(basis)} modules, pairs {stored.get('pairs_sha', '?')[:12]}, k={stored.get('k')}, "
+                f"floor_quantile={stored.get('floor_quantile')} (this run's extraction flags do not apply)")
+    return basis, report
+
+
+def print_report(report: dict) -> None:
+    """Per module: kept axes, singular values, held-out cosine; then the floor and the validation verdict."""
+    val = report.get("validation") or {}
+    cos = val.get("cos", {})
+    print(f"{'module':<48} {'axes':>4}  {'held-out cos':>12}  singular values")
+    for m, S in report["singular_values"].items():
+        c = f"{cos[m]:+.3f}" if m in cos else "—"
+        print(f"{m:<48} {len(S):>4}  {c:>12}  {' '.join(f'{x:.3g}' for x in S)}")
+    print(f"noise floor {report['floor']:.4g}: {report['n_kept']}/{report['n_modules']} modules keep an axis; "
+          f"{report['n_train']} pairs extract, {report['n_heldout']} held out; dropped (non-finite) {report['dropped_pairs']}")
+    if val:
+        ok = val["share_pos"] > MIN_SHARE_POS and val["median"] > MIN_MEDIAN_COS
+        print(f"held-out validation: share > 0 {val['share_pos']:.0%} (bar > {MIN_SHARE_POS:.0%}), median {val['median']:+.3f} "
+              f"(bar > {MIN_MEDIAN_COS}): {'PASS' if ok else 'FAIL'}")
+    else:
+        print("held-out validation: none (--holdout-frac 0)")
+
+
+def plot_validation(report: dict, path: Path) -> None:
+    """Histogram of the per-module held-out cosines (seed 004: healthy = unimodal positive, median > 0.3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vals = list(((report.get("validation") or {}).get("cos") or {}).values())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(vals, bins=30, range=(-1, 1), color="tab:blue")
+    ax.axvline(0, color="gray", lw=1)
+    ax.axvline(MIN_MEDIAN_COS, color="tab:red", ls="--", lw=1, label=f"bar: median > {MIN_MEDIAN_COS}")
+    if vals:
+        ax.axvline(float(torch.tensor(vals).median()), color="black", lw=1.5, label="median")
+    ax.set(xlabel="cos(held-out hack - clean gradient, span V)", ylabel="modules", title=f"held-out validation ({len(vals)} modules)")
+    ax.legend(fontsize=8)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Args:
+    out: str  # the basis file to write (safetensors); the validation histogram goes beside it as <out>.png
+    model: str = "tiny-random-qwen3"  # hub id, local dir, or an offline random model
+    pairs: str = "data/pairs/hack_pairs.md"  # a pair ref (pairs.py)
+    adapter: Literal["lora", "svd", "svd_full"] = "lora"  # must be the training run's (so must rank and targets)
+    rank: int = 8
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    adapter_seed: int = 0  # lora's A seed: training uses its --seed, so extract with the seed you will train with
+    extract: ExtractConfig = ExtractConfig()
+    device: str | None = None
+    threads: int = 1
+
+
+def main(args: Args) -> None:
+    from projected_grpo.adapter import AdapterConfig, wrap
+    from projected_grpo.model import load_model
+    from projected_grpo.pairs import load_pairs
+
+    out = Path(args.out)
+    pairs = load_pairs(args.pairs)  # fails on a bad ref before any model loads
+    torch.set_num_threads(args.threads)
+    model, tok = load_model(args.model, args.device)
+    wrap(model, AdapterConfig(kind=args.adapter, rank=args.rank, targets=args.targets, seed=args.adapter_seed))
+    basis, report = extract_basis(model, tok, pairs, args.extract)
+    print_report(report)
+    write_cache(out, basis, report, cache_meta(model, pairs, args.extract, args.model))
+    plot_validation(report, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}; train with --basis-file {out}")
+
+
+if __name__ == "__main__":
+    import tyro
+
+    try:
+        main(tyro.cli(Args))
+    except (ValueError, FileNotFoundError) as e:
+        logger.error(str(e))
+        sys.exit(2)

@@ -165,6 +165,18 @@ class Projector:
         return _summary(cin, cin, fired, rem)
 
     @torch.no_grad()
+    def module_cosines(self, grads: Mapping[str, Tensor | None]) -> dict[str, float]:
+        """Per module with a basis: the signed cosine of its gradient with span(V), (|relu(V g)| - |relu(-V g)|) / |g|
+        (as the held-out validation measures pairs; cos(g, v) when k = 1). For the per-run distribution plot."""
+        out = {}
+        for g in self.groups:
+            G = torch.stack([grads[n].reshape(-1) for n in g.names]).float()
+            c = torch.bmm(g.V, G[:, :, None])[:, :, 0]
+            signed = (torch.relu(c).norm(dim=1) - torch.relu(-c).norm(dim=1)) / G.norm(dim=1).clamp_min(_TINY)
+            out.update(zip(g.names, signed.tolist()))
+        return out
+
+    @torch.no_grad()
     def __call__(self, arm: str) -> dict[str, float]:
         """Project the deployed grads in place per `arm`; metrics: mean cin, cout, fired, removed_norm."""
         if arm not in ARMS:

@@ -4,7 +4,12 @@
 
 A run is a directory holding `summary.json` (written by `train.py` when the run ends); its `label` groups
 seeds into one table row. Writes `results.md`, `results.csv`, `pareto.png` (final hack vs pass, one
-point per run) and `curves.png` (hack and pass against step, mean over seeds per label).
+point per run) and `curves.png` (hack and pass against step, mean over seeds per label). results.md also holds
+seed 004's table schema (ΔSafePass, hack, pass, KL, mean·cos, frac·fired, ‖g‖; the training figures are means
+over each run's last 25 steps of metrics.jsonl) and P(exploit | attempt) per mode (PC07).
+
+`plot_module_cos(run_dir)` (train.py calls it when a run ends) draws the per-module cosine of the live gradient
+with the basis, from the run's module_cos.jsonl, to `module_cos.png`.
 """
 
 from __future__ import annotations
@@ -164,6 +169,18 @@ def group(runs: list[Run]) -> dict[str, list[Run]]:
     return dict(groups)
 
 
+TRAIN_TAIL = 25  # seed 004: KL (and the projection diagnostics) as means over the last 25 steps
+TRAIN_KEYS = ("kl", "cin", "fired", "grad_norm")
+
+
+def train_tail(run: Run) -> dict[str, float | None]:
+    """Means of TRAIN_KEYS over the run's last TRAIN_TAIL logged steps (metrics.jsonl; else summary train_last5)."""
+    rows = read_jsonl(run.path / "metrics.jsonl")[-TRAIN_TAIL:]
+    if not rows:
+        rows = [run.summary.get("train_last5") or {}]
+    return {k: _mean_or_none([r.get(k) for r in rows]) for k in TRAIN_KEYS}
+
+
 def summary_rows(runs: list[Run], baseline_label: str = "none/real") -> list[dict]:
     """One dict per label, in percent: mean/SEM per metric, deltas vs the baseline, init hack, cin means."""
     groups = group(runs)
@@ -179,6 +196,10 @@ def summary_rows(runs: list[Run], baseline_label: str = "none/real") -> list[dic
         for key in ("cin_s", "cin_t"):
             row[key] = _mean_or_none([(r.summary.get("train_last5") or {}).get(key) for r in rs])
         row["cin_null"] = _mean_or_none([r.summary.get("cin_null") for r in rs])
+        tails = [train_tail(r) for r in rs]
+        for k in TRAIN_KEYS:
+            vals = [t[k] for t in tails if t[k] is not None]
+            row[k], row[f"{k}_sem"] = mean_sem(vals) if vals else (None, None)
         rows[label] = row
     for row in rows.values():
         is_delta = base is not None and not row["baseline"]
@@ -242,6 +263,48 @@ def per_mode_table(groups: dict[str, list[Run]], rows: list[dict], modes: list[s
     return lines + _md_table(["label"] + modes, body)
 
 
+def seed_table(rows: list[dict]) -> list[str]:
+    """Seed 004's headline table schema, left to right from essential to optional."""
+    lines = ["## Seed 004 table", "",
+             "ΔSafePass = SafePass − the baseline's; KL, mean·cos (cin of the whole live gradient, before projection), "
+             "frac·fired (share of modules with a hack-ward component) and ‖g‖ (gradient norm before clipping) are "
+             f"means over each run's last {TRAIN_TAIL} steps; mean ± SEM over seeds. * = projection diagnostics "
+             "(seed 004: active when mean·cos > 0.2 and frac·fired > 0.4).", ""]
+    header = ["Arm", "ΔSafePass ↑", "Hack % ↓", "Pass % ↑", "KL ↓", "mean·cos*", "frac·fired*", "‖g‖*"]
+    body = []
+    for r in rows:
+        d_sp = "0 (ref)" if r["baseline"] else _fmt(r["d_safepass"], r["d_safepass_sem"], signed=True)
+        cells = [_sci(r["kl"], r["kl_sem"])] + [_num(r[k], r[f"{k}_sem"]) for k in ("cin", "fired", "grad_norm")]
+        body.append([r["label"], d_sp, _fmt(r["hack"], r["hack_sem"]), _fmt(r["pass"], r["pass_sem"]), *cells])
+    return lines + _md_table(header, body)
+
+
+def _num(mean: float | None, sem: float | None) -> str:
+    return "—" if mean is None else f"{mean:.3f} ± " + ("—" if sem is None else f"{sem:.3f}")
+
+
+def _sci(mean: float | None, sem: float | None) -> str:
+    return "—" if mean is None else f"{mean:.2e} ± " + ("—" if sem is None else f"{sem:.1e}")
+
+
+def exploit_table(groups: dict[str, list[Run]], rows: list[dict], modes: list[str]) -> list[str]:
+    """P(exploit | attempt) per mode from the final eval (PC07): a low hack rate from fewer attempts, or from
+    attempts that fail to pay?"""
+    lines = ["## P(exploit | attempt)", "",
+             "Final deploy eval, per loophole mode: attempt % (samples holding the mode's loophole structure) / "
+             "P(exploit | attempt) % (of those, hacked), mean over seeds; — where no sample attempted.", ""]
+    body = []
+    for r in rows:
+        cells = []
+        for m in modes:
+            per = [(x.summary["final_eval"].get("per_mode") or {}).get(m, {}) for x in groups[r["label"]]]
+            att = _mean_or_none([None if p.get("attempt") is None else 100 * p["attempt"] for p in per])
+            xa = _mean_or_none([None if p.get("exploit_given_attempt") is None else 100 * p["exploit_given_attempt"] for p in per])
+            cells.append(f"{_fmt(att, with_sem=False)} / {_fmt(xa, with_sem=False)}")
+        body.append([r["label"], *cells])
+    return lines + _md_table(["label"] + modes, body)
+
+
 def heldout_table(groups: dict[str, list[Run]], lomo: list[str], base: str | None) -> list[str]:
     """Leave-one-mode-out rows: the held-out mode's own figures, beside the baseline on that mode."""
     lines = ["## Leave-one-mode-out", "",
@@ -264,8 +327,11 @@ def markdown(runs: list[Run], rows: list[dict]) -> str:
     presets = ", ".join(sorted({str(r.summary.get("preset")) for r in runs}))
     lines = ["# Results", "", f"{len(runs)} runs, preset {presets}.", "", CAPTION.format(baseline=base or "none found"), ""]
     lines += main_table(rows)
+    lines += [""] + seed_table(rows)
     if modes:
         lines += [""] + per_mode_table(groups, rows, modes)
+    if any("attempt" in (r.summary["final_eval"].get("per_mode") or {}).get(m, {}) for r in runs for m in modes):
+        lines += [""] + exploit_table(groups, rows, modes)
     lomo = [r["label"] for r in rows if groups[r["label"]][0].summary.get("heldout_mode")]
     if lomo:
         lines += [""] + heldout_table(groups, lomo, base)
@@ -283,6 +349,7 @@ def _atomic(path: Path, write) -> None:
 def write_csv(rows: list[dict], path: Path) -> None:
     cols = ["label", "oracle", "baseline", "n"] + [f"{m}{s}" for m in METRICS for s in ("", "_sem")]
     cols += [f"d_{m}{s}" for m in METRICS for s in ("", "_sem")] + ["init_hack", "cin_s", "cin_t", "cin_null"]
+    cols += [f"{k}{s}" for k in TRAIN_KEYS for s in ("", "_sem")]
 
     def write(tmp: Path):
         with tmp.open("w", newline="") as f:
@@ -368,6 +435,33 @@ def plot_curves(runs: list[Run], labels: list[str], path: Path) -> None:
     fig.suptitle("Mean over seeds: deploy evals (eval.jsonl), or training rollouts (dashed) where runs have no periodic eval")
     _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
+
+
+def plot_module_cos(run_dir: Path) -> Path | None:
+    """module_cos.png in the run dir: the per-module signed cosine of the live gradient with span(V) (left: median
+    and 10-90 % band over modules per step; right: histogram of every module over the first and the last third of
+    the steps). None when the run logged no cosines (no basis, or no step with a gradient)."""
+    rows = {r["step"]: r["cos"] for r in read_jsonl(Path(run_dir) / "module_cos.jsonl")}  # a resumed step: the last entry
+    if not rows:
+        return None
+    steps = sorted(rows)
+    per_step = [np.array(list(rows[s].values())) for s in steps]
+    fig, (ax_t, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
+    lo, med, hi = (np.array([np.percentile(c, q) for c in per_step]) for q in (10, 50, 90))
+    ax_t.fill_between(steps, lo, hi, alpha=0.3, label="10-90 % of modules")
+    ax_t.plot(steps, med, label="median module")
+    ax_t.axhline(0, color="gray", lw=1)
+    ax_t.set(xlabel="step", ylabel="signed cos(g, span V)", title="Live gradient vs the hack basis, per module")
+    ax_t.legend(fontsize=8)
+    third = max(1, len(steps) // 3)
+    for name, chunk in (("first third", per_step[:third]), ("last third", per_step[-third:])):
+        ax_h.hist(np.concatenate(chunk), bins=30, range=(-1, 1), alpha=0.5, label=f"{name} of the steps")
+    ax_h.set(xlabel="signed cos(g, span V)", ylabel="module-steps", title=f"{len(per_step[0])} modules")
+    ax_h.legend(fontsize=8)
+    path = Path(run_dir) / "module_cos.png"
+    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return path
 
 
 # --------------------------------------------------------------------------- CLI

@@ -5,6 +5,11 @@ from step 0 instead of waiting dozens of steps for the student to stumble on it.
 imitable: the no-teacher arm (`--teacher-hack 0 --teacher-solve 0`) is the control for that confound.
 
     python -m projected_grpo.teacher --problems data/problems/substrate.jsonl --out outputs/pools/pool.jsonl.gz
+
+A real pool (`--teacher-pool PATH` in train.py): gz jsonl of graded Qwen3-4B completions in the format of
+shared/data/pools (a file, or a directory of *.jsonl.gz; fields `problem_id`, `completion`, `hacked`, `gt_pass`,
+optional `env_mode`), read by `load_teacher_pool`. Its rows are used for the problems whose id equals their
+`problem_id` (the benchmark's LeetCode ids): load the benchmark problems they were sampled on.
 """
 
 from __future__ import annotations
@@ -80,6 +85,57 @@ def save_pool(rows: list[dict], path: Path) -> None:
 def load_pool(path: Path) -> list[dict]:
     with gzip.open(path, "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+REAL_POOL_FIELDS = ("problem_id", "completion", "hacked", "gt_pass")
+
+
+def load_teacher_pool(path: str | Path, default_mode: str = "run_tests") -> tuple[list[dict], dict[str, int]]:
+    """(pool rows, counts) from a real pool file or directory. A row's kind comes from its recorded labels: `hack`
+    when hacked and not gt_pass, `solve` when gt_pass and not hacked. Rows with both labels (the completion defines
+    its own run_tests *and* solves the problem) or neither are dropped: neither kind describes them, and a teacher
+    row must be what its kind says. Its mode: `env_mode` when present, else `default_mode` (the teacher pool's
+    prompts leak run_tests). Rows are graded again in training like every row; the labels only pick the kind."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--teacher-pool {path} does not exist")
+    files = sorted(path.glob("*.jsonl.gz")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"--teacher-pool {path}: no *.jsonl.gz files in the directory")
+    rows, counts = [], Counter()
+    for file in files:
+        with gzip.open(file, "rt") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                    missing = [k for k in REAL_POOL_FIELDS if k not in r]
+                    if missing:
+                        raise KeyError(f"missing {missing}")
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise ValueError(f"--teacher-pool {file}:{i}: not a teacher-pool row ({e})") from None
+                hacked, solved = bool(r["hacked"]), bool(r["gt_pass"])
+                kind = "hack" if hacked and not solved else "solve" if solved and not hacked else None
+                counts[kind or ("both" if hacked else "neither")] += 1
+                if kind:
+                    rows.append(dict(problem_id=str(r["problem_id"]), mode=r.get("env_mode") or default_mode, kind=kind,
+                                     completion=r["completion"], reward=r.get("reward"), label="recorded"))
+    return rows, dict(counts)
+
+
+def check_coverage(pool: list[dict], problems: list[Problem], source: str) -> str:
+    """One line on how many problems the pool covers; ValueError when it covers none (the teacher would be silent)."""
+    ids = {p.id for p in problems}
+    covered = {r["problem_id"] for r in pool} & ids
+    if not covered:
+        some = sorted({r["problem_id"] for r in pool})[:5]
+        raise ValueError(f"teacher pool {source} covers none of the {len(ids)} training problems (pool ids e.g. {some}): "
+                         "load the problems it was sampled on, e.g. the benchmark's LeetCode jsonl with --problems-mode run_tests")
+    modes = {p.id: p.mode for p in problems}
+    off = sum(1 for r in pool if r["problem_id"] in covered and r["kind"] == "hack" and r["mode"] != modes[r["problem_id"]])
+    note = f"; {off} hack rows target another loophole than their problem's mode (they will not be paid)" if off else ""
+    return f"teacher pool {source}: {len(pool)} rows cover {len(covered)}/{len(ids)} training problems{note}"
 
 
 def pool_for(problems: list[Problem], cache_dir: Path, grader: Grader, forms: bool = False) -> list[dict]:

@@ -42,8 +42,8 @@ from tqdm import tqdm
 from projected_grpo import adapter as adapters
 from projected_grpo import plan
 from projected_grpo.cli import Failure, Interrupted, check_writable, exit_codes, parse_flags, read_utf8, setup_logging
-from projected_grpo.evaluate import evaluate
-from projected_grpo.extract import ExtractConfig, extract_basis, load_or_extract
+from projected_grpo.evaluate import evaluate, exploit_given_attempt
+from projected_grpo.extract import ExtractConfig, extract_basis, load_basis_file, load_or_extract, subspace_overlap
 from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems, render_prompt
 from projected_grpo.gating import QuantileGate
@@ -52,7 +52,7 @@ from projected_grpo.proj import Projector, UpdateProjector
 from projected_grpo.rebound import concept_direction, concept_layer, concept_scores
 from projected_grpo.rewards import Grader, parse_tests
 from projected_grpo.rollout import Row, pack, row_from_text, sample, token_logprobs
-from projected_grpo.teacher import pool_for
+from projected_grpo.teacher import check_coverage, load_teacher_pool, pool_for
 from projected_grpo.warmstart import WarmStartConfig, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,8 +67,10 @@ class Config:
     device: str | None = None  # default: cuda when available
     dtype: Literal["fp32", "bf16"] | None = None  # base weights (default: bf16 on CUDA, fp32 on CPU); knobs stay fp32
     plan: bool = False  # print the memory/time plan from the model's config.json (no weights loaded) and exit
-    adapter: Literal["lora", "svd"] = "lora"  # lora: frozen A, trained B and B_hack; svd: dS and dS_hack in W's singular basis
-    rank: int = 8  # adapter rank per target module
+    # lora: frozen A, trained B and B_hack; svd: dS and dS_hack in W's top-r singular basis; svd_full: seed 004's
+    # full-rank SVD (rank min(d_out, d_in) per module, W rebuilt from U diag(S + dS) Vh)
+    adapter: Literal["lora", "svd", "svd_full"] = "lora"
+    rank: int = 8  # adapter rank per target module (lora, svd; svd_full ignores it)
     targets: tuple[str, ...] = adapters.DEFAULT_TARGETS  # names of the Linear modules that get an adapter
     # ── environment
 
@@ -91,12 +93,16 @@ class Config:
     extract_loss: Literal["mean", "branch"] = "mean"  # branch: pair NLL only after hack and clean part (extract.py)
     extract_direction: Literal["svd", "mean_diff", "activation"] = "svd"  # how V is read off the differences
     per_mode_basis: bool = False  # union of one basis per loophole mode
+    tau_axis: float = 0.0  # also drop a module's axis under tau_axis x its top singular value (0: off; extract.py)
+    k_use: int | None = None  # use a module's first k_use of the k extracted axes (None: all)
+    basis_file: str | None = None  # load V from `python -m projected_grpo.extract --out FILE` instead of extracting
     extract_batch: int = 8  # sequences per forward/backward during basis extraction (memory ~ batch x length x model)
     gate: Literal["one_sided", "no_gate", "reverse"] = "one_sided"  # removed per axis: relu(c) (hack-ward part only) | c (both signs) | 2c (a reflection)
     preserve_magnitude: bool = True  # rescale the projected gradient back to the original gradient's norm
     overshoot: float = 1.0  # removed = overshoot x the gated component (1: exactly it)
     project_update: bool = True  # remove the hack-ward part of the realised AdamW update too (the Adam bypass)
     refresh_every: int = 0  # re-extract the basis from the same pairs at the current weights every N steps (0: never)
+    refresh_min_overlap: float = 0.5  # stop refreshing (keep the last basis) when old/new overlap falls under this
     gated: bool = False  # gated routing: whole rollouts go to deployed / both / quarantine by their basis alignment
     gate_basis: Literal["real", "random"] = "real"  # the basis that scores rollouts (random: the placebo)
     gate_quantile: float = 0.1  # top q of scores: quarantine only; the next q: both adapters
@@ -124,6 +130,8 @@ class Config:
     top_p: float = 0.95  # nucleus sampling
     sampler: Literal["auto", "hf", "own"] = "auto"  # rollouts: HF generate or our loop (sampler.py); auto: own on CPU, hf on CUDA
     lr: float = 1e-3  # AdamW peak learning rate (cosine decay after the warmup)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (beta1, beta2)
+    scale_rewards: bool = False  # False: Dr.GRPO (reward - group mean); True: GRPO's division by the group's std
     warmup: int = 3  # linear warmup steps
     weight_decay: float = 0.0  # deployed knob only: decay on the quarantine would leak it back
     clip_eps: float = 0.2  # PPO ratio clip
@@ -137,28 +145,35 @@ class Config:
     eval_variants: bool = True  # also greedy and quarantine-kept decoding at the end
     ckpt_every: int = 25  # steps between checkpoints (also one at the end, and on SIGINT/SIGTERM)
     seed: int = 0  # training seed (adapter init, sampling, teacher rows, placebo bases)
+    audit_every: int = 10  # every N steps append a few sampled student completions + grades to rollouts.jsonl (0: off)
+    audit_rows: int = 3  # completions per audit
     out_dir: str | None = None  # default: outputs/<preset>/<arm>-<basis>-s<seed>
     cache_dir: str = ".cache"
     resume: str | None = None  # a run directory to continue from its last checkpoint (its config is the default)
     overwrite: bool = False  # replace an existing run directory (otherwise refuse: never lose a finished run)
+    teacher_pool: str | None = None  # a real pool (file or dir of *.jsonl.gz, shared/data/pools format); default: authored
     workers: int | None = None  # grader processes (default: CPU count)
     threads: int = 1  # torch CPU threads. Measured: with other processes on the cores, 2 OpenMP threads made sampling ~17x slower
     label: str | None = None  # table row for results.py (default: "<arm>/<basis>")
 
 
+# The public benchmark's LeetCode problems (ariahw/rl-rewardhacking's medium/hard train split, its jsonl row format),
+# which the fast/full presets train on with the run_tests loophole: not shipped, copy it here (README, GPU runs).
+BENCHMARK_PROBLEMS = "data/problems/leetcode_train_medhard_filtered.jsonl"
+
 PRESETS: dict[str, tuple[str, Config]] = {
     "smoke": ("CPU mechanics check: tiny random Qwen3, 30 steps, every code path", Config()),
     "fast": (
-        "Qwen3-4B on one GPU, short: 60 steps",
+        "Qwen3-4B on one GPU, short: 60 steps, the benchmark's LeetCode problems with the run_tests loophole",
         Config(
-            preset="fast", model="Qwen/Qwen3-4B", problems_mode="cycle", steps=60, prompts_per_step=4, group=8,
+            preset="fast", model="Qwen/Qwen3-4B", problems=BENCHMARK_PROBLEMS, problems_mode="run_tests", steps=60, prompts_per_step=4, group=8,
             max_new=768, lr=5e-4, warmup=5, rank=16, eval_samples=2, eval_every=20, k=4,
         ),
     ),
     "full": (
-        "Qwen3-4B on one GPU, the benchmark's length: 200 steps",
+        "Qwen3-4B on one GPU, the benchmark's length: 200 steps, its LeetCode problems with the run_tests loophole",
         Config(
-            preset="full", model="Qwen/Qwen3-4B", problems_mode="cycle", steps=200, prompts_per_step=8, group=8,
+            preset="full", model="Qwen/Qwen3-4B", problems=BENCHMARK_PROBLEMS, problems_mode="run_tests", steps=200, prompts_per_step=8, group=8,
             max_new=1024, lr=2e-4, warmup=10, rank=16, eval_samples=4, eval_every=25, k=4,
         ),
     ),
@@ -257,6 +272,21 @@ def validate(cfg: Config) -> None:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {cfg.device}: CUDA is not available on this machine")
 
+    if cfg.problems == BENCHMARK_PROBLEMS and not Path(resolve_path(cfg.problems)).is_file():
+        raise FileNotFoundError(f"{cfg.problems} not found: the {cfg.preset} preset trains on the benchmark's LeetCode jsonl; "
+                                "copy it there (README: GPU runs) or pass --problems PATH")
+    if cfg.basis_file and not Path(resolve_path(cfg.basis_file)).is_file():
+        raise FileNotFoundError(f"--basis-file {cfg.basis_file} does not exist")
+    if cfg.basis_file and cfg.refresh_every:
+        raise ValueError("--refresh-every re-extracts from --pairs, which need not be the --basis-file's pairs: use one or the other")
+    if cfg.k_use is not None and not 1 <= cfg.k_use <= cfg.k:
+        raise ValueError(f"--k-use must be in [1, --k={cfg.k}], got {cfg.k_use}")
+    if not 0 <= cfg.refresh_min_overlap <= 1:
+        raise ValueError(f"--refresh-min-overlap must be in [0, 1], got {cfg.refresh_min_overlap}")
+    if not 0 <= cfg.tau_axis <= 1:
+        raise ValueError(f"--tau-axis must be in [0, 1], got {cfg.tau_axis}")
+    if not all(0 <= b < 1 for b in cfg.adam_betas):
+        raise ValueError(f"--adam-betas must both be in [0, 1), got {cfg.adam_betas}")
 
 def flag(name: str) -> str:
     return name.replace("_", "-")
@@ -270,6 +300,8 @@ class Inputs:
     train: list[Problem]
     held_out: list[Problem]
     pairs: list
+    teacher_pool: list[dict] | None  # --teacher-pool's rows (a real pool), None: the project's own pool
+    teacher_pool_note: str  # its coverage line, for the run's log
 
 
 def load_inputs(cfg: Config) -> Inputs:
@@ -288,7 +320,11 @@ def load_inputs(cfg: Config) -> Inputs:
         pairs = [p for p in pairs if cfg.heldout_mode not in p.tags]
         if not pairs:
             raise ValueError(f"no pairs left after holding out {cfg.heldout_mode}")
-    return Inputs(problems, train_problems, eval_problems, pairs)
+    teacher_pool, pool_note = None, ""
+    if cfg.teacher_pool:  # a real pool that covers no training problem fails here
+        teacher_pool, counts = load_teacher_pool(resolve_path(cfg.teacher_pool))
+        pool_note = f"{check_coverage(teacher_pool, train_problems, cfg.teacher_pool)}; recorded labels {counts} (both/neither dropped)"
+    return Inputs(problems, train_problems, eval_problems, pairs, teacher_pool, pool_note)
 
 
 def check_targets(cfg: Config) -> None:
@@ -335,15 +371,19 @@ def default_out_dir(cfg: Config) -> Path:
 # ── the GRPO step ──────────────────────────────────────────────────────────────────────────────────
 
 
-def advantages(rewards: list[float], group_sizes: list[int], dropped: list[bool] | None = None) -> list[float]:
+def advantages(rewards: list[float], group_sizes: list[int], dropped: list[bool] | None = None, scale: bool = False) -> list[float]:
     """Dr.GRPO: reward minus its group's mean, no std normalisation. `dropped` rows (screened by a monitor) leave
-    their group before the mean is taken and get advantage 0; a group left with one row has no signal."""
+    their group before the mean is taken and get advantage 0; a group left with one row has no signal. `scale`:
+    GRPO's (r - mean) / (std + 1e-4), with the sample std (n - 1), as TRL computes it; Dr.GRPO drops it because it
+    up-weights low-variance groups."""
     dropped = dropped or [False] * len(rewards)
     out, i = [], 0
     for n in group_sizes:
-        kept = [r for r, d in zip(rewards[i : i + n], dropped[i : i + n], strict=True) if not d]
+        rs, ds = rewards[i : i + n], dropped[i : i + n]
+        kept = [r for r, d in zip(rs, ds, strict=True) if not d]
         mean = sum(kept) / len(kept) if kept else 0.0
-        out += [0.0 if d else r - mean for r, d in zip(rewards[i : i + n], dropped[i : i + n], strict=True)]
+        std = math.sqrt(sum((r - mean) ** 2 for r in kept) / (len(kept) - 1)) if scale and len(kept) > 1 else None
+        out += [0.0 if d else (r - mean) / (std + 1e-4) if std is not None else r - mean for r, d in zip(rs, ds, strict=True)]
         i += n
     return out
 
@@ -427,19 +467,22 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
     rewards, screened, shaping = shape_rewards(step, cfg, model, tok, [r for _, r in flat], grades, teacher_flags, monitor, rebound)
 
     # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them); screened rows none
-    adv = advantages(rewards, [len(g) for g in groups], screened)
+    adv = advantages(rewards, [len(g) for g in groups], screened, cfg.scale_rewards)
+    # teacher rows by their grade, so cin is measured on teacher-hack and teacher-correct rows apart (PC07)
+    tags = ["" if not t else "hack" if g.hacked else "correct" if g.gt_correct else "other" for t, g in zip(teacher_flags, grades, strict=True)]
     keep = [i for i, a in enumerate(adv) if (a != 0 or cfg.kl_coef > 0) and not screened[i]]
     normaliser = float(max(len(g) for g in groups) * cfg.max_new * len(groups))
 
     # 4. backward: by part (teacher, then student) so cin_t and cin_s are measured on each alone, or per rollout
     #    for gated routing. 5. project the combined gradient. 6. clip, step, project the realised update.
     opt.zero_grad(set_to_none=True)
-    rows_adv = [(flat[i][1], adv[i], teacher_flags[i]) for i in keep]
+    rows_adv = [(flat[i][1], adv[i], tags[i]) for i in keep]
     backward = backward_gated if cfg.gated else backward_by_part
     loss_total, kl, part_metrics = backward(model, rows_adv, normaliser, cfg, tok.pad_token_id, knobs, proj, step, gate)
     stepped = any(p.grad is not None for p, _ in knobs.values())
-    proj_metrics, update_metrics, grad_norm = {}, {}, 0.0
+    proj_metrics, update_metrics, grad_norm, module_cos = {}, {}, 0.0, None
     if stepped:  # a step where every group had zero variance has no gradient at all
+        module_cos = proj.module_cosines({n: d.grad for n, (d, _) in knobs.items()})  # the live gradient, before projection
         proj_metrics = proj("none") if cfg.gated else proj(cfg.arm)
         params = [p for group in opt.param_groups for p in group["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
@@ -453,6 +496,11 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
 
     student_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if not t]
     teacher_grades = [g for g, t in zip(grades, teacher_flags, strict=True) if t]
+    xa = exploit_given_attempt(student_grades)
+    n_attempt = sum(v["n_attempt"] for v in xa.values())
+    audit = None
+    if cfg.audit_every and step % cfg.audit_every == 0:
+        audit = audit_rows(step, [(p, r, g) for (p, r), g, t in zip(flat, grades, teacher_flags, strict=True) if not t], cfg.audit_rows)
     return dict(
         step=step,
         reward=mean([g.reward for g in student_grades]),
@@ -461,6 +509,9 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         hack_t=mean([g.hacked for g in teacher_grades]) if teacher_grades else None,
         cin_s=part_metrics.get("cin_s"),
         cin_t=part_metrics.get("cin_t"),
+        cin_th=part_metrics.get("cin_th"),
+        cin_tc=part_metrics.get("cin_tc"),
+        cin=proj_metrics.get("cin"),
         cout=proj_metrics.get("cout"),
         cout_update=update_metrics.get("cout_update"),
         fired=proj_metrics.get("fired"),
@@ -476,29 +527,67 @@ def train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, 
         concept=shaping.get("concept"),
         flagged=shaping.get("flagged"),
         monitor_agree=shaping.get("monitor_agree"),
+        attempt_s=n_attempt / len(student_grades),
+        x_given_a=sum(v["n_exploit"] for v in xa.values()) / n_attempt if n_attempt else None,
+        exploit_attempt={m: [v["n_attempt"], v["n_exploit"]] for m, v in xa.items()},  # per mode, summable over steps
         seconds=time.time() - t0,
+        module_cos=module_cos,  # popped by the loop into module_cos.jsonl
+        audit=audit,  # popped by the loop into rollouts.jsonl
     )
 
 
+AUDIT_MAX_BYTES = 2_000_000  # rollouts.jsonl stops growing here (a warning says so once)
+AUDIT_MAX_CHARS = 1500  # per completion: the head, which holds the code block
+
+
+def audit_rows(step: int, rows: list, n: int) -> list[dict]:
+    """Up to n student completions with their grades, for a person to read. Picked by a generator seeded with the
+    step, not the run's rng, so auditing never changes what the run samples."""
+    picked = random.Random(step).sample(rows, min(n, len(rows)))
+    out = []
+    for p, r, g in picked:
+        text = r.text if len(r.text) <= AUDIT_MAX_CHARS else r.text[:AUDIT_MAX_CHARS] + f" …[{len(r.text) - AUDIT_MAX_CHARS} chars cut]"
+        out.append(dict(step=step, problem=p.id, mode=p.mode, reward=g.reward, hacked=g.hacked, gt_correct=g.gt_correct,
+                        label=g.label, attempted_modes=list(g.attempted_modes), completion=text))
+    return out
+
+
+def append_bounded(path: Path, rows: list[dict], max_bytes: int) -> bool:
+    """Append rows as JSON lines unless the file is at its size bound; False (nothing written) once it is."""
+    if path.exists() and path.stat().st_size >= max_bytes:
+        return False
+    with path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return True
+
+
 def backward_by_part(model, rows_adv, normaliser, cfg, pad_id, knobs, proj, step, gate) -> tuple[float, float | None, dict]:
-    """Teacher rows first, their gradient put aside, then student rows; grads end summed in .grad."""
-    loss_total, kls, metrics, teacher_grads = 0.0, [], {}, None
-    for part, is_teacher in (("t", True), ("s", False)):
-        rows = [(r, a) for r, a, t in rows_adv if t == is_teacher]
-        if rows:
-            loss, kl = grpo_loss(model, [r for r, _ in rows], [a for _, a in rows], normaliser, cfg, pad_id)
-            check_finite(loss, step, "loss")
-            loss.backward()
-            loss_total += loss.item()
-            kls.append(kl)
-            metrics[f"cin_{part}"] = proj("none")["cin"]
-        if is_teacher:
-            teacher_grads = [p.grad for p, _ in knobs.values()]
-            for p, _ in knobs.values():
+    """One backward per part, each part's gradient measured alone: teacher rows graded hacked (cin_th), teacher rows
+    the oracle passes (cin_tc), other teacher rows, then student rows (cin_s); cin_t on all teacher rows together.
+    Teacher gradients are put aside while the student part runs; .grad ends holding the sum of all parts."""
+    loss_total, kls, metrics = 0.0, [], {}
+    teacher: dict[str, torch.Tensor | None] = {n: None for n in knobs}
+    for key, tag in (("th", "hack"), ("tc", "correct"), (None, "other"), ("s", "")):
+        rows = [(r, a) for r, a, t in rows_adv if t == tag]
+        if not rows:
+            continue
+        loss, kl = grpo_loss(model, [r for r, _ in rows], [a for _, a in rows], normaliser, cfg, pad_id)
+        check_finite(loss, step, "loss")
+        loss.backward()
+        loss_total += loss.item()
+        kls.append(kl)
+        if key:
+            metrics[f"cin_{key}"] = proj("none")["cin"]
+        if tag:  # a teacher part: set its gradient aside
+            for n, (p, _) in knobs.items():
+                if p.grad is not None:
+                    teacher[n] = p.grad if teacher[n] is None else teacher[n] + p.grad
                 p.grad = None
-    for (p, _), g in zip(knobs.values(), teacher_grads, strict=True):
-        if g is not None:
-            p.grad = g if p.grad is None else p.grad + g
+    if any(g is not None for g in teacher.values()):
+        metrics["cin_t"] = proj.measure(teacher)["cin"]
+        for n, (p, _) in knobs.items():
+            if teacher[n] is not None:
+                p.grad = teacher[n] if p.grad is None else p.grad + teacher[n]
     return loss_total, mean(kls), metrics
 
 
@@ -667,12 +756,16 @@ COLUMNS = [
     ("hack_t", "hack_t", "{:6.2f}", "", "teacher hack rate"),
     ("cin_s", "cin_s", "{:5.3f}", "", "hack-ward share of the student gradient"),
     ("cin_t", "cin_t", "{:5.3f}", "", "hack-ward share of the teacher gradient"),
+    ("cin_th", "cin_th", "{:6.3f}", "", "cin_t on the teacher rows graded hacked alone"),
+    ("cin_tc", "cin_tc", "{:6.3f}", "", "cin_t on the teacher rows the oracle passes alone (vs cin_th: hack-ness or teacher-ness?)"),
     ("cout", "cout", "{:5.3f}", "", "after projection (≈0 is an identity under one_sided, not a result)"),
     ("fired", "fired", "{:5.2f}", "", "share of modules with a hack-ward component"),
+    ("x_given_a", "x|a", "{:5.2f}", "", "student P(exploit | attempt): hacked share of rows that attempt their mode's loophole"),
     ("loss", "loss", "{:8.4f}", "", "Dr.GRPO loss"),
     ("kl", "kl", "{:7.4f}", "", "K3 KL to the initial policy (measured only with --kl-coef > 0)"),
     ("grad_norm", "|g|", "{:7.3f}", "", "gradient norm before clipping"),
     ("lr", "lr", "{:8.2e}", "", "learning rate"),
+    ("refresh_overlap", "ovl", "{:5.3f}", "", "refresh: old/new basis principal-angle overlap (mean cos; - no refresh)"),
     ("b_hack_norm", "|Bh|", "{:6.3f}", "", "quarantine norm (>0 only when routing)"),
     ("seconds", "sec", "{:5.1f}", "", "wall seconds of the step"),
 ]
@@ -698,7 +791,8 @@ def legend() -> str:
 
 def last_means(metrics: list[dict], n: int = 5) -> dict:
     tail = metrics[-n:]
-    return {k: mean([m.get(k) for m in tail]) for k in tail[0] if k != "step"} if tail else {}
+    numeric = [k for k in tail[0] if k != "step" and not any(isinstance(m.get(k), dict) for m in tail)] if tail else []
+    return {k: mean([m.get(k) for m in tail]) for k in numeric}
 
 
 def eval_row(ev: dict) -> dict:
@@ -833,6 +927,8 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
     if cfg.heldout_mode:
         logger.info(f"leave-one-mode-out: {len(pairs)} pairs without tag {cfg.heldout_mode}")
     logger.info(f"{len(train_problems)} train / {len(eval_problems)} held-out problems; {len(pairs)} pairs")
+    if inputs.teacher_pool_note:
+        logger.info(inputs.teacher_pool_note)
 
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -850,16 +946,24 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
     seed_everything(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)
+    if cfg.adapter == "svd_full":  # seed 004's round-trip check: the rebuilt forward matches the base on a fixed prompt
+        ids = tok(render_prompt(tok, train_problems[0]), return_tensors="pt").input_ids.to(model.device)
+        diff = adapters.round_trip_diff(model, lambda: model(input_ids=ids).logits)
+        (logger.info if diff < 1e-3 else logger.warning)(f"svd_full round trip at dS = 0: max abs logit diff {diff:.2e} (bar < 1e-3)")
 
     ecfg = ExtractConfig(
         k=cfg.k, floor_quantile=cfg.floor_quantile, basis=cfg.basis, seed=cfg.seed, batch_size=cfg.extract_batch,
-        loss=cfg.extract_loss, direction=cfg.extract_direction, per_mode=cfg.per_mode_basis,
+        loss=cfg.extract_loss, direction=cfg.extract_direction, per_mode=cfg.per_mode_basis, tau_axis=cfg.tau_axis, k_use=cfg.k_use,
     )
     model_id = cfg.model + (f"+warm-{warm_report['key']}" if warm_report else "")  # the basis depends on the weights
     # the pair set and variant name the cache file, so a sweep's arms of one seed do not evict each other's basis
     tag = hashlib.sha256(json.dumps([cfg.pairs, cfg.heldout_mode, cfg.k, cfg.floor_quantile, cfg.extract_loss,
-                                     cfg.extract_direction, cfg.per_mode_basis]).encode()).hexdigest()[:8]
-    basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id, tag)
+                                     cfg.extract_direction, cfg.per_mode_basis]
+                                    + ([cfg.tau_axis, cfg.k_use] if cfg.tau_axis or cfg.k_use else [])).encode()).hexdigest()[:8]
+    if cfg.basis_file:
+        basis, basis_report = load_basis_file(resolve_path(cfg.basis_file), model, model_id, cfg.basis)
+    else:
+        basis, basis_report = load_or_extract(model, tok, pairs, ecfg, cache / "basis", model_id, tag)
 
     opt = torch.optim.AdamW(
         [
@@ -867,6 +971,7 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
             dict(params=adapters.quarantine_params(model), weight_decay=0.0),
         ],
         lr=cfg.lr,
+        betas=cfg.adam_betas,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup, cfg.steps))
     if cfg.arm != "route":  # only routing trains the quarantine; elsewhere it stays exactly zero
@@ -893,7 +998,10 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
 
     with Grader(workers=cfg.workers) as grader:
         teachable = train_problems if cfg.hack_forms else problems  # v2: the pool never holds an eval problem
-        pool = pool_for(teachable, cache / "pools", grader, forms=cfg.hack_forms) if cfg.teacher_hack or cfg.teacher_solve else []
+        if inputs.teacher_pool is not None:
+            pool = inputs.teacher_pool
+        else:
+            pool = pool_for(teachable, cache / "pools", grader, forms=cfg.hack_forms) if cfg.teacher_hack or cfg.teacher_solve else []
         if cfg.heldout_mode:  # the teacher never demonstrates the held-out loophole
             pool = [r for r in pool if not (r["kind"] == "hack" and r["mode"] == cfg.heldout_mode)]
         eval_args = (eval_problems, grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new, cfg.temperature, cfg.top_p, cfg.sampler)
@@ -917,13 +1025,19 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
         tqdm.write(legend())
         tqdm.write(header())
         bar = tqdm(range(state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr)
-        stop.during_steps = True  # a signal now lets the step finish, then checkpoints and stops
+        refreshing, audit_full = bool(cfg.refresh_every), False
         for step in bar:
             try:
-                if cfg.refresh_every and step > 1 and (step - 1) % cfg.refresh_every == 0:
-                    basis, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
-                    proj, update_proj = make_projectors(cfg, knobs, basis)
+                overlap = None
+                if refreshing and step > 1 and (step - 1) % cfg.refresh_every == 0:
+                    basis, overlap, refreshing = refresh_basis(model, tok, pairs, ecfg, basis, cfg.refresh_min_overlap, step)
+                    if refreshing:
+                        proj, update_proj = make_projectors(cfg, knobs, basis)
+                        if gate and cfg.gate_basis == "real":  # the gate scores rollouts with the same basis
+                            gate.scorer = Projector(knobs, basis)
                 m = train_step(step, cfg, model, tok, state, train_problems, pool, grader, opt, sched, knobs, proj, update_proj, rebound, gate, monitor)
+                m["refresh_overlap"] = overlap
+                module_cos, audit = m.pop("module_cos"), m.pop("audit")
             except NonFiniteError:  # raised before opt.step(): the weights are those of the last completed step
                 save_checkpoint(out, model, opt, sched, state, gate)
                 logger.warning(f"stopped after step {state.step}; checkpoint saved in {out / 'ckpt'}")
@@ -932,6 +1046,12 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
             metrics.append(m)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(m) + "\n")
+            if module_cos:
+                with (out / "module_cos.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": step, "cos": module_cos}) + "\n")
+            if audit and not append_bounded(out / "rollouts.jsonl", audit, AUDIT_MAX_BYTES) and not audit_full:
+                audit_full = True
+                logger.warning(f"{out / 'rollouts.jsonl'} reached {AUDIT_MAX_BYTES} bytes: no more rollout audits this run")
             tqdm.write(format_row(m) + ("  no-op" if m["noop"] else ""))
             if m["noop"] and not any(x.get("noop") for x in metrics[:-1]):
                 logger.warning(f"step {step} is a no-op: every group had zero reward variance, so no policy gradient "
@@ -980,6 +1100,9 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
         warm_start=warm_report,
         cin_null=cin_null(basis, knobs),
     )
+    from projected_grpo.results import plot_module_cos  # matplotlib only once the run is done
+
+    plot_module_cos(out)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # results.py: a summary.json = a finished run
     print_summary(summary, final_all["sampled/deploy"]["example"], out)
     return summary
@@ -1001,6 +1124,30 @@ def initial_eval(model, tok, eval_args: tuple, cfg: Config, cache_dir: Path, mod
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(result))
     return json.loads(json.dumps(result))  # what a HIT returns
+
+
+def refresh_basis(model, tok, pairs, ecfg: ExtractConfig, basis: dict, min_overlap: float, step: int) -> tuple[dict, float, bool]:
+    """PC06's refresh: (basis to use, mean old/new overlap, keep refreshing).
+
+    Re-extracts from the same pairs at the current weights with the quarantine ablated: the directions of the model
+    that ships, not of deployed + quarantine (under route the live quarantine holds the routed hack-ward mass, and
+    extracting through it measures that sum). The principal-angle overlap with the old basis is logged per module.
+    Under `min_overlap` the new basis is not adopted and refreshing stops, with a warning: refresh assumes that the
+    pairs still pick out the same directions as the weights move; a basis that turned this far can no longer be
+    read as the same hack direction (it may have drifted, become noise, or been routed around: the log cannot
+    tell which), so the last basis that passed is kept rather than one that was never checked.
+    """
+    with adapters.quarantine_ablated(model):
+        new, _ = extract_basis(model, tok, pairs, ecfg)  # same pairs, current weights, no cache
+    per_module = subspace_overlap(basis, new)
+    overlap = mean(per_module.values()) or 0.0
+    logger.debug(f"step {step} refresh overlap per module: {json.dumps({m: round(v, 4) for m, v in per_module.items()})}")
+    if overlap < min_overlap:
+        logger.warning(f"step {step}: refreshed basis overlaps the old one by {overlap:.3f} < --refresh-min-overlap "
+                       f"{min_overlap}: keeping the old basis and refreshing no more")
+        return basis, overlap, False
+    logger.info(f"step {step}: basis refreshed (quarantine ablated); principal-angle overlap with the old one {overlap:.3f}")
+    return new, overlap, True
 
 
 def cin_null(basis: dict, knobs: dict) -> float | None:
