@@ -101,6 +101,20 @@ _ORGANISM: dict[str, Arm] = {
         )
         for name, extra in ((name0, []), (f"{name0}-neutral", ["--pairs", "forms:neutral"]))
     },
+    # leave-one-mode-out (issue 12), one fold per loophole mode: the basis (pairs tagged with the mode dropped) and
+    # the teacher pool never show the held-out mode's hack; the results table reads hack and pass on that mode only
+    **{
+        f"lomo:{mode}/{name}": Arm(["--heldout-mode", mode, *flags], f"LOMO fold {mode}: {why}", 1)
+        for mode in LOOPHOLE_MODES
+        for name, flags, why in (
+            ("none", ["--arm", "none"], "vanilla without the mode's demonstrations"),
+            ("erase", ["--arm", "erase"], "a basis that never saw this mode, erased"),
+            ("route", ["--arm", "route"], "the same, routed into the quarantine"),
+            ("random", ["--arm", "erase", "--basis", "random"], "placebo: Haar-random axes"),
+        )
+    },
+    # PC07: does V track hack-ness or teacher-ness? Needs teacher rows that solve (the headline teacher only hacks)
+    "pc07/teacher-solve": Arm(["--arm", "none", "--teacher-solve", "1"], "PC07: cin on teacher-hack vs teacher-correct rows", 1),
 }
 ORGANISM_ARMS = {label: Arm([*a.overrides, "--label", label], a.why, a.seeds) for label, a in _ORGANISM.items()}
 # Follow-ups to the main sweep (`--diagnostics`, written to outputs/<preset>-diag): is the basis too small, or too far
