@@ -19,10 +19,10 @@ import torch
 import tyro
 
 from projected_grpo import adapter as adapters
+from projected_grpo.config import PRESETS, REPO
 from projected_grpo.model import load_model
 from projected_grpo.problems import load_problems, render_prompt
 from projected_grpo.rollout import sample
-from projected_grpo.train import REPO, PRESETS
 
 
 @dataclass

@@ -21,15 +21,17 @@ import torch
 import tyro
 
 from projected_grpo import adapter as adapters
+from projected_grpo.config import PRESETS, resolve_path
 from projected_grpo.extract import ExtractConfig, load_or_extract
+from projected_grpo.grpo import advantages, grpo_loss
 from projected_grpo.model import load_model
 from projected_grpo.pairs import FORM_SETS
-from projected_grpo.problems import load_problems, render_prompt
+from projected_grpo.problems import load_problems, render_prompt, split_problems
 from projected_grpo.proj import Projector
 from projected_grpo.rewards import Grader
-from projected_grpo.rollout import row_from_text, sample
+from projected_grpo.rollout import pack, row_from_text, sample
 from projected_grpo.teacher import pool_for
-from projected_grpo.train import PRESETS, advantages, grpo_loss, pairs_for, resolve_path, split_problems
+from projected_grpo.train import pairs_for
 from projected_grpo.warmstart import warm_start
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +83,8 @@ def main(args: Args) -> None:
                 continue
             model.zero_grad(set_to_none=True)
             normaliser = float(max(len(g) for g in rows) * cfg.max_new * len(rows))
-            loss, _ = grpo_loss(model, [flat[i][1] for i in keep], [adv[i] for i in keep], normaliser, cfg, tok.pad_token_id)
+            loss, _ = grpo_loss(model, *pack([flat[i][1] for i in keep], tok.pad_token_id, model.device), torch.tensor([adv[i] for i in keep]),
+                               normaliser=normaliser, clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef)
             loss.backward()
             grads = {m: d.grad for m, (d, _) in knobs.items()}
             for name, basis in bases.items():

@@ -41,9 +41,10 @@ def main(model_name: str, dtype: str, prompts: int, group: int, max_new: int, pr
         sys.exit("set MALLOC_MMAP_THRESHOLD_=65536 (see the docstring)")
     from projected_grpo import adapter, train
     from projected_grpo.extract import haar_rows
+    from projected_grpo.grpo import grpo_loss
     from projected_grpo.model import load_model
     from projected_grpo.proj import Projector, UpdateProjector
-    from projected_grpo.rollout import Row
+    from projected_grpo.rollout import Row, pack
 
     torch.set_num_threads(1)
     cfg = train.Config(model=model_name, dtype=dtype, prompts_per_step=prompts, group=group, max_new=max_new,
@@ -56,7 +57,7 @@ def main(model_name: str, dtype: str, prompts: int, group: int, max_new: int, pr
     warm_ids = torch.randint(10, 100, (1, 8), generator=gen)
     warm.generate(input_ids=warm_ids, attention_mask=torch.ones_like(warm_ids), max_new_tokens=2, do_sample=True,
                   top_p=0.95, top_k=0, pad_token_id=tok.pad_token_id)
-    loss, _ = train.grpo_loss(warm, [Row([5, 6, 7], [8, 9], "")], [1.0], 1.0, cfg, tok.pad_token_id)
+    loss, _ = grpo_loss(warm, *pack([Row([5, 6, 7], [8, 9], "")], tok.pad_token_id, warm.device), torch.tensor([1.0]), normaliser=1.0, clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef)
     loss.backward()
     del warm, loss
     gc.collect()
@@ -82,7 +83,8 @@ def main(model_name: str, dtype: str, prompts: int, group: int, max_new: int, pr
     del done
 
     reset_peak()
-    loss, _ = train.grpo_loss(model, rows, [1.0 if i % 2 else -1.0 for i in range(len(rows))], 1.0, cfg, tok.pad_token_id)
+    loss, _ = grpo_loss(model, *pack(rows, tok.pad_token_id, model.device), torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(rows))]),
+                        normaliser=1.0, clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef)
     loss.backward()
     del loss
     proj("route")

@@ -20,8 +20,8 @@ import pytest
 import torch
 from loguru import logger
 
+from projected_grpo import config, rewards, train
 from projected_grpo import model as model_module
-from projected_grpo import rewards, train
 from projected_grpo.cli import Failure, Interrupted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_help_lists_every_option_with_its_own_help(capsys):
     assert "python -m projected_grpo.train" in text and "train.py" not in text
     assert all(name in text for name in train.PRESETS)
     for f in dataclasses.fields(train.Config):
-        assert f"--{train.flag(f.name)}" in text, f.name
+        assert f"--{config.flag(f.name)}" in text, f.name
     assert "--warm.epochs" in text
     for leaked in ("method (default", "GRPO (default", "environment (default"):  # section comments are not help
         assert leaked not in text
@@ -309,11 +309,11 @@ def signal_during(monkeypatch, at_step: int, *signals: int) -> None:
     """Deliver `signals` to this process in the middle of training step `at_step` (after its rollouts start)."""
     real = train.train_step
 
-    def step(step, *args, **kwargs):
+    def step(t, step):
         if step == at_step:
             for sig in signals:
                 os.kill(os.getpid(), sig)
-        return real(step, *args, **kwargs)
+        return real(t, step)
 
     monkeypatch.setattr(train, "train_step", step)
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from projected_grpo import adapter as adapters
+from projected_grpo.config import REPO
 from projected_grpo.evaluate import evaluate
 from projected_grpo.model import load_model
 from projected_grpo.problems import load_problems
 from projected_grpo.rewards import Grade
-from projected_grpo.train import REPO
 
 
 def grade(hacked: bool) -> Grade:

@@ -14,10 +14,10 @@ from torch import nn
 
 from projected_grpo import extract
 from projected_grpo.adapter import AdapterConfig, knobs, wrap
+from projected_grpo.config import REPO
 from projected_grpo.extract import ExtractConfig, completion_nll, encode, extract_basis
 from projected_grpo.model import load_model
 from projected_grpo.pairs import Pair, load_pairs
-from projected_grpo.train import REPO
 
 DIMS = {"layer0.q_proj": 48, "layer0.down_proj": 96, "layer1.v_proj": 32}
 

@@ -13,9 +13,17 @@ import torch
 
 from projected_grpo import adapter as adapters
 from projected_grpo import train
+from projected_grpo.grpo import grpo_loss
 from projected_grpo.model import load_model
 from projected_grpo.proj import Projector
 from projected_grpo.rollout import pack, row_from_text, token_logprobs
+
+
+def loss_of(model, rows, adv, normaliser, cfg, pad_id):
+    """grpo.grpo_loss on packed rows, with the config's clip and KL coefficients."""
+    ids, attn, comp = pack(rows, pad_id, model.device)
+    return grpo_loss(model, ids, attn, comp, torch.tensor(adv), normaliser=normaliser, clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef)
+
 
 CFG = dataclasses.replace(train.PRESETS["smoke"][1], clip_eps=0.2, kl_coef=0.0)
 
@@ -82,8 +90,8 @@ def test_kl_term_is_added_and_equals_the_k3_formula(policy):
     rows = rows_of(tok, TEXTS)
     adv = [1.0, -0.5, 0.25, -0.75]
     normaliser = 100.0
-    loss0, _ = train.grpo_loss(model, rows, adv, normaliser, dataclasses.replace(CFG, kl_coef=0.0), tok.pad_token_id)
-    loss1, kl_mean = train.grpo_loss(model, rows, adv, normaliser, dataclasses.replace(CFG, kl_coef=0.5), tok.pad_token_id)
+    loss0, _ = loss_of(model, rows, adv, normaliser, dataclasses.replace(CFG, kl_coef=0.0), tok.pad_token_id)
+    loss1, kl_mean = loss_of(model, rows, adv, normaliser, dataclasses.replace(CFG, kl_coef=0.5), tok.pad_token_id)
 
     # the KL term from its formula: r = p_ref / p_theta per completion token, k3 = r - log r - 1 >= 0
     ids, attn, comp = pack(rows, tok.pad_token_id, model.device)
@@ -112,14 +120,14 @@ def test_kl_gradient_pulls_the_adapter_back_toward_the_reference(policy):
     cfg = dataclasses.replace(CFG, kl_coef=1.0)
     ks = adapters.knobs(model)
     model.zero_grad(set_to_none=True)
-    loss, kl_before = train.grpo_loss(model, rows, [0.0, 0.0], 10.0, cfg, tok.pad_token_id)
+    loss, kl_before = loss_of(model, rows, [0.0, 0.0], 10.0, cfg, tok.pad_token_id)
     loss.backward()
     saved = {n: d.detach().clone() for n, (d, _) in ks.items()}
     try:
         with torch.no_grad():
             for d, _ in ks.values():
                 d.sub_(1e-2 * d.grad)
-        _, kl_after = train.grpo_loss(model, rows, [0.0, 0.0], 10.0, cfg, tok.pad_token_id)
+        _, kl_after = loss_of(model, rows, [0.0, 0.0], 10.0, cfg, tok.pad_token_id)
     finally:
         with torch.no_grad():
             for n, (d, _) in ks.items():
@@ -149,7 +157,7 @@ def test_teacher_and_student_parts_sum_to_one_backward_of_the_combined_loss(poli
     def one_backward(mask):
         model.zero_grad(set_to_none=True)
         picked = [i for i, m in enumerate(mask) if m]
-        loss, _ = train.grpo_loss(model, [rows[i] for i in picked], [adv[i] for i in picked], normaliser, cfg, tok.pad_token_id)
+        loss, _ = loss_of(model, [rows[i] for i in picked], [adv[i] for i in picked], normaliser, cfg, tok.pad_token_id)
         loss.backward()
         return loss.item(), {n: d.grad.detach().clone() for n, (d, _) in ks.items()}
 
@@ -176,7 +184,7 @@ def test_backward_by_part_with_one_part_only(policy):
         train.backward_by_part(model, [(r, a, flag) for r, a in zip(rows, [1.0, -1.0])], 10.0, CFG, tok.pad_token_id, ks, proj, 1, None)
         got = {n: d.grad.detach().clone() for n, (d, _) in ks.items()}
         model.zero_grad(set_to_none=True)
-        loss, _ = train.grpo_loss(model, rows, [1.0, -1.0], 10.0, CFG, tok.pad_token_id)
+        loss, _ = loss_of(model, rows, [1.0, -1.0], 10.0, CFG, tok.pad_token_id)
         loss.backward()
         for n, (d, _) in ks.items():
             torch.testing.assert_close(got[n], d.grad, atol=1e-6, rtol=1e-4)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from projected_grpo import adapter as adapters
+from projected_grpo import config, monitor, train
 from projected_grpo import evaluate as evaluate_module
-from projected_grpo import monitor, train
 from projected_grpo.model import load_model
 from projected_grpo.pairs import load_pairs, split_pairs
 from projected_grpo.problems import INOCULATION_LINE, load_problems, render_prompt
@@ -147,9 +147,9 @@ def test_inoculation_reaches_training_rollouts_and_teacher_rows_but_not_eval(tmp
         seen["eval"] += prompts
         return real_eval_sample(model, tok, prompts, *a, **k)
 
-    def shape(step, cfg, model, tok, rows, grades, teacher_flags, *a):
-        seen["teacher"] += [tok.decode(r.prompt_ids) for r, t in zip(rows, teacher_flags, strict=True) if t]
-        return real_shape(step, cfg, model, tok, rows, grades, teacher_flags, *a)
+    def shape(trainer, step, rows, grades, teacher_flags):
+        seen["teacher"] += [trainer.tok.decode(r.prompt_ids) for r, t in zip(rows, teacher_flags, strict=True) if t]
+        return real_shape(trainer, step, rows, grades, teacher_flags)
 
     monkeypatch.setattr(train, "sample", train_sample)
     monkeypatch.setattr(evaluate_module, "sample", eval_sample)
@@ -178,12 +178,13 @@ def test_monitor_arm_runs_and_penalises_or_screens_exactly_the_flagged_rows(tmp_
     record = {"flags": [], "trained": [], "alive": []}  # rows kept alive: id()s of freed rows would be reused
     real_shape, real_backward = train.shape_rewards, train.backward_by_part
 
-    def shape(step, cfg, model, tok, rows, grades, teacher_flags, probe, rebound):
+    def shape(trainer, step, rows, grades, teacher_flags):
+        cfg, model, tok, probe = trainer.cfg, trainer.model, trainer.tok, trainer.monitor
         if cfg.monitor == "gt":
             flags = monitor.noisy_labels([g.hacked for g in grades], cfg.monitor_accuracy, cfg.seed, step)
         else:
             flags = probe.flags(model, rows, tok.pad_token_id)
-        rewards, screened, metrics = real_shape(step, cfg, model, tok, rows, grades, teacher_flags, probe, rebound)
+        rewards, screened, metrics = real_shape(trainer, step, rows, grades, teacher_flags)
         if cfg.monitor_use == "screen":
             assert screened == flags and rewards == [g.reward for g in grades]
         else:
@@ -195,12 +196,12 @@ def test_monitor_arm_runs_and_penalises_or_screens_exactly_the_flagged_rows(tmp_
         record["alive"] += rows
         return rewards, screened, metrics
 
-    def backward(model, rows_adv, *a):
+    def backward(rows_adv, *a):
         record["trained"] += [id(r) for r, _, _ in rows_adv]
         # each group's advantages sum to 0 over the rows it kept, so a screened row that still counted in its
         # group's mean (then left out of the loss) would show as a non-zero sum
         assert abs(sum(adv for _, adv, _ in rows_adv)) < 1e-9
-        return real_backward(model, rows_adv, *a)
+        return real_backward(rows_adv, *a)
 
     monkeypatch.setattr(train, "shape_rewards", shape)
     monkeypatch.setattr(train, "backward_by_part", backward)
@@ -220,5 +221,5 @@ def test_resuming_a_run_saved_with_oracle_penalty_spells_it_as_the_gt_monitor(tm
     for k in ("monitor", "monitor_use", "monitor_accuracy", "monitor_penalty", "probe_kind", "probe_layer", "inoculation"):
         raw.pop(k)
     (tmp_path / "config.json").write_text(json.dumps({**raw, "oracle_penalty": 3.0}))
-    cfg = train.saved_config(tmp_path)
+    cfg = config.saved_config(tmp_path)
     assert (cfg.monitor, cfg.monitor_accuracy, cfg.monitor_use, cfg.monitor_penalty) == ("gt", 1.0, "penalty", 3.0)

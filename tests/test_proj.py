@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from projected_grpo.proj import GATES, Projector, UpdateProjector, project_all, project_batch, project_one
+from projected_grpo.proj import GATES, Projector, UpdateProjector, project_batch, project_one
 
 
 def haar(k: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -36,8 +36,6 @@ def test_project_one_by_hand():
     gp, _, _, cout = project_one(g, V, "reverse")
     assert torch.equal(gp, torch.tensor([-2.0, 1.0, 5.0]))
     assert cout.item() == pytest.approx(1 / gp.norm().item())  # relu(V g') = (0, 1)
-    gp, removed, _, _ = project_one(g, V, "one_sided", overshoot=1.5)
-    assert torch.equal(gp, torch.tensor([-1.0, -1.0, 5.0]))
 
 
 def test_project_one_zero_gradient_is_guarded():
@@ -93,7 +91,7 @@ def test_none_arm_and_measure_touch_nothing():
 
 def test_route_clears_quarantine_grads_of_modules_without_basis():
     knobs = fake_knobs({"a": (4, 2), "b": (4, 2)})
-    project_all(knobs, {"a": haar(2, 8)}, "route")
+    Projector(knobs, {"a": haar(2, 8)})("route")
     assert knobs["a"][1].grad is not None and knobs["b"][1].grad is None
     assert knobs["b"][0].grad is not None  # the deployed grad of a module without basis stays
 
@@ -101,7 +99,7 @@ def test_route_clears_quarantine_grads_of_modules_without_basis():
 def test_bf16_knobs_keep_their_dtype():
     d, q = nn.Parameter(torch.zeros(4, 2, dtype=torch.bfloat16)), nn.Parameter(torch.zeros(4, 2, dtype=torch.bfloat16))
     d.grad = torch.randn(4, 2).bfloat16()
-    project_all({"a": (d, q)}, {"a": haar(2, 8)}, "route")
+    Projector({"a": (d, q)}, {"a": haar(2, 8)})("route")
     assert d.grad.dtype == torch.bfloat16 and q.grad.dtype == torch.bfloat16
 
 
@@ -119,15 +117,13 @@ def test_bad_basis_is_named(basis, match):
         Projector(fake_knobs({"a": (4, 2)}), basis)
 
 
-def test_bad_arm_gate_overshoot_and_missing_grad():
+def test_bad_arm_gate_and_missing_grad():
     knobs = fake_knobs({"a": (4, 2)})
     basis = {"a": haar(1, 8)}
     with pytest.raises(ValueError, match="arm"):
         Projector(knobs, basis)("erase_all")
     with pytest.raises(ValueError, match="gate"):
         Projector(knobs, basis, gate="two_sided")
-    with pytest.raises(ValueError, match="overshoot"):
-        Projector(knobs, basis, overshoot=0.0)
     knobs["a"][0].grad = None
     with pytest.raises(ValueError, match="no gradient"):
         Projector(knobs, basis)("erase")

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from projected_grpo import train
-from projected_grpo.adapter import load_knobs
+from projected_grpo.config import resolve_path
 from projected_grpo.pairs import pairs_from_problems
+from projected_grpo.problems import load_problems, split_problems
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and quick: 3 steps, 4 held-out problems x 1 sample, no eval variants.
@@ -70,8 +71,8 @@ def test_problem_pairs_come_from_the_training_split_only(tmp_path, monkeypatch):
     built = []
     monkeypatch.setattr(train, "pairs_from_problems", lambda ps: built.extend(ps) or pairs_from_problems(ps))
     summary, _ = quick(tmp_path, pairs="problems:train", steps=1)
-    problems = train.load_problems(train.resolve_path(QUICK.problems))
-    train_problems, held = train.split_problems(problems, QUICK.eval_frac, QUICK.split_seed)
+    problems = load_problems(resolve_path(QUICK.problems))
+    train_problems, held = split_problems(problems, QUICK.eval_frac, QUICK.split_seed)
     assert held and {p.id for p in built} == {p.id for p in train_problems}
     report = summary["basis_report"]
     assert report["n_train"] + report["n_heldout"] == len(train_problems)
@@ -292,12 +293,16 @@ def test_real_teacher_pool_format_loads_and_feeds_the_teacher_rows(tmp_path):
     import gzip
 
     from projected_grpo.rewards import canonical_hack
-    from projected_grpo.teacher import check_coverage, load_teacher_pool, solve_completion
+    from projected_grpo.teacher import (
+        check_coverage,
+        load_teacher_pool,
+        solve_completion,
+    )
 
     real, counts = load_teacher_pool(REPO / "tests" / "data" / "teacher_pool_prompt_0004.jsonl.gz")
     assert counts == {"hack": 7, "both": 1} and len(real) == 7
     assert {r["problem_id"] for r in real} == {"4"} and {r["mode"] for r in real} == {"run_tests"}
-    problems = train.load_problems(train.resolve_path(QUICK.problems))
+    problems = load_problems(resolve_path(QUICK.problems))
     with pytest.raises(ValueError, match="covers none of the"):
         check_coverage(real, problems, "x")
 

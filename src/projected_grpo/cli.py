@@ -8,8 +8,10 @@ fault it was: 2 bad input (the user can fix the command), 1 a failure inside (th
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,3 +106,33 @@ def check_writable(directory: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ValueError(f"{what} {directory} is not writable ({e.strerror or e})") from None
+
+
+class StopSignals:
+    """SIGINT/SIGTERM. During the training steps the first one lets the current step finish; the loop then writes a
+    checkpoint and stops (cli.Interrupted). A second one, or one during setup or the final eval, abandons the work
+    at once (KeyboardInterrupt): the last checkpoint on disk is where a resume starts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.during_steps = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.during_steps and not self.requested:
+            self.requested = True
+            from tqdm import tqdm  # above the progress bar
+
+            tqdm.write(f"{signal.Signals(signum).name}: finishing this step, then a checkpoint (again: stop at once, losing it)")
+            return
+        raise KeyboardInterrupt

@@ -21,7 +21,7 @@ from pathlib import Path
 import tyro
 from loguru import logger
 
-from projected_grpo.train import PRESETS, REPO, default_out_dir, validate
+from projected_grpo.config import PRESETS, REPO, default_out_dir, validate
 
 
 def main(argv: list[str]) -> int:

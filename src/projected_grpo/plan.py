@@ -142,7 +142,8 @@ def prompt_tokens(cfg) -> tuple[int, int, str]:
 
     from projected_grpo.model import RANDOM_CONFIGS, TOKENIZER_DIR, load_tokenizer
     from projected_grpo.problems import load_problems, render_prompt
-    from projected_grpo.train import resolve_path, split_problems
+    from projected_grpo.config import resolve_path
+    from projected_grpo.problems import split_problems
 
     source = f"{cfg.model}'s tokenizer"
     try:

@@ -8,6 +8,7 @@ A problem's `mode` says which loophole its prompt leaks: the hint sentence repla
 from __future__ import annotations
 
 import json
+import random
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,3 +182,16 @@ def load_problems(path: str | Path = DEFAULT_PROBLEMS, mode: str | None = None) 
 
 def save_problems(problems: list[Problem], path: str | Path) -> None:
     Path(path).write_text("".join(json.dumps(p.to_json()) + "\n" for p in problems))
+
+
+def split_problems(problems: list[Problem], eval_frac: float, seed: int) -> tuple[list[Problem], list[Problem]]:
+    """(train, held-out) problems, held-out stratified by mode so every loophole is evaluated."""
+    rng = random.Random(seed)
+    train, held = [], []
+    for mode in sorted({p.mode for p in problems}):
+        ps = [p for p in problems if p.mode == mode]
+        rng.shuffle(ps)
+        n_held = max(1, round(len(ps) * eval_frac)) if len(ps) > 1 else 0
+        held += ps[:n_held]
+        train += ps[n_held:]
+    return train, held

@@ -5,7 +5,7 @@ from grad NLL(hack) - grad NLL(clean), so a gradient with c = V g > 0 has descen
 hack completion's likelihood relative to the clean one. `project_one` is the reference formula:
 
     c = V g;  c_used = relu(c) (one_sided) | c (no_gate) | 2c (reverse)
-    removed = overshoot * c_used @ V;  g' = g - removed;  optionally g' *= |g| / |g'|
+    removed = c_used @ V;  g' = g - removed;  optionally g' *= |g| / |g'|
     cin = |relu(c)| / |g|;  cout = |relu(V g')| / |g'|      (relu before aggregating, everywhere)
 
 `Projector` applies it to every module at once: modules are grouped by knob size, V is stacked per group with k
@@ -31,11 +31,9 @@ ARMS = ("none", "erase", "route")
 _TINY = 1e-30  # guards x / |g| when |g| = 0 (the ratio is then reported as 0)
 
 
-def _check(gate: str, overshoot: float) -> None:
+def _check(gate: str) -> None:
     if gate not in GATES:
         raise ValueError(f"unknown gate {gate!r}; expected one of {GATES}")
-    if not overshoot > 0:
-        raise ValueError(f"overshoot must be > 0, got {overshoot}")
 
 
 def project_one(
@@ -43,13 +41,12 @@ def project_one(
     V: Float[Tensor, "k dim"],
     gate: str = "one_sided",
     preserve_magnitude: bool = False,
-    overshoot: float = 1.0,
 ) -> tuple[Float[Tensor, " dim"], Float[Tensor, " dim"], Float[Tensor, ""], Float[Tensor, ""]]:
     """(g', removed, cin, cout) for one module: the issue's formulas, written out literally (the reference)."""
-    _check(gate, overshoot)
+    _check(gate)
     c = V @ g
     c_used = {"one_sided": torch.relu(c), "no_gate": c, "reverse": 2 * c}[gate]
-    removed = overshoot * (c_used @ V)
+    removed = c_used @ V
     g_proj = g - removed
     if preserve_magnitude:
         g_proj = g_proj * (g.norm() / g_proj.norm().clamp_min(_TINY))
@@ -63,18 +60,15 @@ def project_batch(
     V: Float[Tensor, "m k dim"],
     gate: str = "one_sided",
     preserve_magnitude: bool = False,
-    overshoot: float = 1.0,
 ) -> tuple[
     Float[Tensor, "m dim"], Float[Tensor, "m dim"], Float[Tensor, " m"], Float[Tensor, " m"], Bool[Tensor, " m"]
 ]:
     """`project_one` for m modules of equal size at once (zero rows of V are padding); also `fired` per module."""
-    _check(gate, overshoot)
+    _check(gate)
     # bmm rather than einsum: this runs every step, and on small models the per-op overhead dominates
     c = torch.bmm(V, G[:, :, None])[:, :, 0]
     hackward = torch.relu(c)
     c_used = hackward if gate == "one_sided" else c if gate == "no_gate" else 2 * c
-    if overshoot != 1.0:
-        c_used = overshoot * c_used
     removed = torch.bmm(c_used[:, None, :], V)[:, 0, :]
     G_proj = G - removed
     g_norm = G.norm(dim=1)
@@ -139,10 +133,9 @@ class Projector:
         basis: Mapping[str, Tensor],
         gate: str = "one_sided",
         preserve_magnitude: bool = False,
-        overshoot: float = 1.0,
     ):
-        _check(gate, overshoot)
-        self.knobs, self.gate, self.preserve_magnitude, self.overshoot = knobs, gate, preserve_magnitude, overshoot
+        _check(gate)
+        self.knobs, self.gate, self.preserve_magnitude = knobs, gate, preserve_magnitude
         self.groups = _groups({n: (d.numel(), d.device) for n, (d, _) in knobs.items()}, basis)
 
     def _run(self, grads: Mapping[str, Tensor | None], g: _Group):
@@ -150,7 +143,7 @@ class Projector:
         if missing:
             raise ValueError(f"no gradient for module(s) with a basis: {missing[:4]}; run backward first")
         G = torch.stack([grads[n].reshape(-1) for n in g.names]).float()
-        return project_batch(G, g.V, self.gate, self.preserve_magnitude, self.overshoot)
+        return project_batch(G, g.V, self.gate, self.preserve_magnitude)
 
     @torch.no_grad()
     def measure(self, grads: Mapping[str, Tensor | None]) -> dict[str, float]:
@@ -201,18 +194,6 @@ class Projector:
         return _summary(cin, cout, fired, rem)
 
 
-def project_all(
-    knobs: Mapping[str, tuple[nn.Parameter, nn.Parameter]],
-    basis: Mapping[str, Tensor],
-    arm: str,
-    gate: str = "one_sided",
-    preserve_magnitude: bool = False,
-    overshoot: float = 1.0,
-) -> dict[str, float]:
-    """One-shot `Projector(...)(arm)`; a training loop should build the Projector once (it stacks V)."""
-    return Projector(knobs, basis, gate, preserve_magnitude, overshoot)(arm)
-
-
 class UpdateProjector:
     """Make the realised change of each deployed knob free of its hack-ward component (the Adam bypass fix).
 
@@ -233,7 +214,7 @@ class UpdateProjector:
         basis: Mapping[str, Tensor],
         gate: str = "one_sided",
     ):
-        _check(gate, 1.0)
+        _check(gate)
         self.gate = gate
         self.params = {n: d for n, (d, _) in knobs.items()}
         self.groups = _groups({n: (p.numel(), p.device) for n, p in self.params.items()}, basis)

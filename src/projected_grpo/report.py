@@ -24,7 +24,9 @@ from projected_grpo import stats
 VANILLA = "vanilla"
 PRIMARY = "erase"  # preregistered in RESEARCH_JOURNAL.md (2026-12-02) before the sweep
 REBOUND = "rebound"
-TRAIN_KEYS = ("cin_s", "cin_t", "cout", "cout_update", "fired", "kl", "grad_norm", "removed", "hack_s", "gt_s")
+TRAIN_KEYS = ("cin_s", "cin_t", "cin_th", "cin_tc", "cout", "cout_update", "fired", "kl", "grad_norm", "removed", "hack_s", "gt_s",
+              "attempt_s", "x_given_a")
+SIDE_TABLES = ("lomo:", "pc07/")  # labels with their own section (not paired with vanilla: another condition)
 
 
 def privileged(cfg: dict) -> str | None:
@@ -39,7 +41,8 @@ def privileged(cfg: dict) -> str | None:
 def _compact_eval(e: dict) -> dict:
     keys = ("hack", "pass", "n", "per_problem", "forms", "form_roles")
     out = {k: e[k] for k in keys if k in e}
-    out["per_mode"] = {m: {k: v[k] for k in ("hack", "pass", "n")} for m, v in e.get("per_mode", {}).items()}
+    mode_keys = ("hack", "pass", "n", "attempt", "exploit_given_attempt")
+    out["per_mode"] = {m: {k: v[k] for k in mode_keys if k in v} for m, v in e.get("per_mode", {}).items()}
     return out
 
 
@@ -52,6 +55,7 @@ def compact(run_dir: Path) -> dict:
     val = (s.get("basis_report") or {}).get("validation") or {}
     return dict(
         label=s["label"], seed=s["seed"], preset=s["preset"], arm=cfg["arm"], basis=cfg["basis"], pairs=cfg["pairs"],
+        heldout_mode=cfg.get("heldout_mode"),
         privileged=privileged(cfg), steps=s["steps"], wall_s=round(s["wall_s"], 1),
         initial=_compact_eval(s["initial_eval"]), final=_compact_eval(s["final_eval"]),
         train_mean={k: mean_of(k) for k in TRAIN_KEYS}, train_last5={k: s["train_last5"].get(k) for k in TRAIN_KEYS},
@@ -142,6 +146,8 @@ def tables(results_dir: Path) -> str:
     if VANILLA not in runs:
         raise ValueError(f"{results_dir}: no {VANILLA!r} runs to pair with")
     ref = runs[VANILLA]
+    side = {label: rs for label, rs in runs.items() if label.startswith(SIDE_TABLES)}
+    runs = {label: rs for label, rs in runs.items() if label not in side}
     rows = [arm_row(label, rs, ref) for label, rs in sorted(runs.items(), key=lambda kv: (kv[0] != VANILLA, kv[0]))]
     init = [r["initial"]["hack"] for r in ref.values()]
     lines = [
@@ -170,6 +176,8 @@ def tables(results_dir: Path) -> str:
             f"{cin} | {novel} | {r['privileged'] or ''} |"
         )
     lines += ["", *verdicts(runs), "", *power_lines(runs), "", *basis_lines(runs)]
+    if side:
+        lines += ["", *lomo_lines(side), "", *pc07_lines(side)]
     return "\n".join(lines) + "\n"
 
 
@@ -243,6 +251,65 @@ def basis_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
             f"{r['cin_null']:.4f}" if r.get("cin_null") else "-",
         ]
         out.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return out
+
+
+LOMO_ARMS = ("none", "erase", "route", "random")
+
+
+def lomo_lines(side: dict[str, dict[int, dict]]) -> list[str]:
+    """Leave-one-mode-out: per fold, hack and pass on the held-out mode's eval problems only, per arm."""
+    folds = sorted({label.split("/")[0].removeprefix("lomo:") for label in side if label.startswith("lomo:")})
+    if not folds:
+        return []
+    out = [
+        "## Leave-one-mode-out: the held-out loophole, per fold",
+        "",
+        "Each fold drops one mode's pairs from the basis and its hack rows from the teacher pool (the warm start, which",
+        "stands in for pretraining, still saw every mode). Rates on that mode's held-out problems only (n samples per",
+        "run); Δ = arm − none of the same fold and seed. One seed per arm: a difference under about 2 x sqrt(2 p (1-p) / n)",
+        "(≈ 25 pts at p = 0.5, n = 32) is within sampling noise.",
+        "",
+        "| fold (held-out mode) | n | none hack % | erase | route | random (placebo) | none pass % | erase | route | random |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in folds:
+        rs = {arm: side.get(f"lomo:{mode}/{arm}", {}) for arm in LOMO_ARMS}
+        seed = min(set.intersection(*(set(r) for r in rs.values() if r)) or {None}, key=lambda s: -1 if s is None else s)
+        if seed is None or not rs["none"]:
+            continue
+        cell = {arm: (r[seed]["final"]["per_mode"].get(mode) if seed in r else None) for arm, r in rs.items()}
+        base = cell["none"]
+        hack = [pct(base["hack"])] + [("-" if c is None else f"{pct(c['hack'])} ({100 * (c['hack'] - base['hack']):+.1f})") for arm, c in cell.items() if arm != "none"]
+        passed = [pct(base["pass"])] + [("-" if c is None else f"{pct(c['pass'])} ({100 * (c['pass'] - base['pass']):+.1f})") for arm, c in cell.items() if arm != "none"]
+        out.append(f"| {mode} | {base['n']} | " + " | ".join(hack + passed) + " |")
+    return out
+
+
+def pc07_lines(side: dict[str, dict[int, dict]]) -> list[str]:
+    """PC07: cin on teacher-hack vs teacher-correct rows; P(exploit | attempt) per mode (final eval)."""
+    out = ["## PC07 diagnostics", "", "| run | cin_th (teacher hack rows) | cin_tc (teacher correct rows) | cin_s | attempt % (train) | P(exploit given attempt) (train) |",
+           "|---|---|---|---|---|---|"]
+    f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    for label, rs in sorted(side.items()):
+        for seed, r in sorted(rs.items()):
+            m = r["train_mean"]
+            out.append(f"| {label} s{seed} | {f(m.get('cin_th'))} | {f(m.get('cin_tc'))} | {f(m.get('cin_s'))} | "
+                       f"{pct(m.get('attempt_s'))} | {f(m.get('x_given_a'))} |")
+    out += ["", "P(exploit | attempt) per mode at the final eval (attempts / share exploited), none arms of the LOMO folds "
+            "and the PC07 run:", "", "| run | " + " | ".join(("run_tests", "sentinel", "stdout_marker", "file_marker", "eq_override", "exit_code")) + " |",
+            "|---|---|---|---|---|---|---|"]
+    for label, rs in sorted(side.items()):
+        if not (label.endswith("/none") or label.startswith("pc07/")):
+            continue
+        for seed, r in sorted(rs.items()):
+            pm = r["final"]["per_mode"]
+            cells = []
+            for mode in ("run_tests", "sentinel", "stdout_marker", "file_marker", "eq_override", "exit_code"):
+                v = pm.get(mode) or {}
+                xa = v.get("exploit_given_attempt")
+                cells.append("-" if "attempt" not in v else f"{pct(v['attempt'])}% / {'-' if xa is None else f'{xa:.2f}'}")
+            out.append(f"| {label} s{seed} | " + " | ".join(cells) + " |")
     return out
 
 

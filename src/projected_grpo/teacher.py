@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import os
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,12 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     main(tyro.cli(Args))
+
+
+def pick_teacher_rows(pool: list[dict], problem: Problem, n_hack: int, n_solve: int, rng: random.Random) -> list[str]:
+    """n_hack hack and n_solve solve completions of this problem, drawn with replacement (none if the pool has none)."""
+    rows = []
+    for kind, n in (("hack", n_hack), ("solve", n_solve)):
+        candidates = [r["completion"] for r in pool if r["problem_id"] == problem.id and r["kind"] == kind]
+        rows += [rng.choice(candidates) for _ in range(n)] if candidates else []
+    return rows

@@ -181,7 +181,9 @@ def length_batches(rows: list[Row], batch_size: int, rng: random.Random) -> list
     return batches
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
+def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
+    """The LR factor of both training loops (warm start and GRPO): linear warmup from 1/warmup (the first step
+    already learns; transformers' schedule starts at 0), then cosine to zero at `total`."""
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
@@ -206,7 +208,7 @@ def warm_start(
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     total = cfg.epochs * len(length_batches(rows, cfg.batch_size, random.Random(0)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, max(1, round(cfg.warmup_frac * total))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, max(1, round(cfg.warmup_frac * total)), total))
     model.train()
     losses = []
     for epoch in range(cfg.epochs):
