@@ -43,7 +43,7 @@ def shapes() -> list[tuple[str, str, int, int, int]]:
 def bench(model, tok, prompts, n, max_new, sampler: str) -> tuple[float, float]:
     """(row-tokens per wall second, per CPU second of this process: what load from other processes does not inflate)."""
     t, c = time.perf_counter(), time.process_time()
-    groups = sample(model, tok, prompts, n, max_new, temperature=0.7, top_p=0.95, sampler=sampler)
+    groups = sample(model, tok, prompts, n, max_new=max_new, temperature=0.7, top_p=0.95, sampler=sampler)
     dt, dc = time.perf_counter() - t, time.process_time() - c
     # generated positions per row (eos and padding after it count as generate computes them too)
     tokens = len(prompts) * n * max(len(r.completion_ids) for rows in groups for r in rows)

@@ -51,7 +51,7 @@ def main(args: Args) -> None:
     train, _ = split_problems(problems, cfg.eval_frac, cfg.split_seed)
     model, tok = load_model(cfg.model, seed=cfg.split_seed)
     cache = REPO / cfg.cache_dir
-    warm = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart", frozenset(p.id for p in train))
+    warm = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart", hack_ids=frozenset(p.id for p in train))
     torch.manual_seed(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
     knobs = adapters.knobs(model)
@@ -69,7 +69,7 @@ def main(args: Args) -> None:
         pool = pool_for(train, cache / "pools", grader, forms=True)
         for _ in range(args.batches):
             picked = rng.sample(train, cfg.prompts_per_step)
-            groups = sample(model, tok, [render_prompt(tok, p) for p in picked], cfg.group, cfg.max_new, cfg.temperature, cfg.top_p)
+            groups = sample(model, tok, [render_prompt(tok, p) for p in picked], cfg.group, max_new=cfg.max_new, temperature=cfg.temperature, top_p=cfg.top_p)
             rows, flat = [], []
             for p, g in zip(picked, groups, strict=True):
                 hacks = [r["completion"] for r in pool if r["problem_id"] == p.id and r["kind"] == "hack"]

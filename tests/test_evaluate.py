@@ -54,7 +54,7 @@ def run(model, tok, problems, variants: bool):
     ]
     grader = FlagGrader(seen)
     try:
-        out = evaluate(model, tok, problems, grader, 2, 4, 0.7, 0.95, variants=variants)
+        out = evaluate(model, tok, problems, grader, 2, max_new=4, temperature=0.7, top_p=0.95, variants=variants)
     finally:
         for h in handles:
             h.remove()

@@ -96,7 +96,7 @@ def test_probe_threshold_reproduces_its_fpr_on_the_heldout_pairs(wrapped, kind, 
     the authored 36 pairs at holdout 0.25 give n = 9, so FPR 0; at 0.6, n = 22, so exactly 1/22."""
     model, tok = wrapped
     pairs = load_pairs(str(REPO / "data/pairs/hack_pairs.md"))
-    probe = monitor.fit_probe(model, tok, pairs, kind, 0.66, holdout_frac, seed=0)
+    probe = monitor.fit_probe(model, tok, pairs, kind, depth=0.66, holdout_frac=holdout_frac, seed=0)
     _, held = split_pairs(pairs, holdout_frac, 0)
     n = len(held)
     clean = probe.scores(model, monitor.pair_rows(tok, held, "clean"), tok.pad_token_id)
@@ -110,14 +110,14 @@ def test_probe_threshold_reproduces_its_fpr_on_the_heldout_pairs(wrapped, kind, 
 def test_probe_is_fitted_on_the_adapter_zeroed_model(wrapped):
     model, tok = wrapped
     pairs = load_pairs(str(REPO / "data/pairs/hack_pairs.md"))
-    before = monitor.fit_probe(model, tok, pairs, "mass_mean", 0.66, 0.25, seed=0)
+    before = monitor.fit_probe(model, tok, pairs, "mass_mean", depth=0.66, holdout_frac=0.25, seed=0)
     deployed = adapters.deployed_params(model)
     saved = [p.detach().clone() for p in deployed]
     with torch.no_grad():
         for p in deployed:
             p.add_(torch.randn_like(p))
     try:
-        after = monitor.fit_probe(model, tok, pairs, "mass_mean", 0.66, 0.25, seed=0)
+        after = monitor.fit_probe(model, tok, pairs, "mass_mean", depth=0.66, holdout_frac=0.25, seed=0)
     finally:
         with torch.no_grad():
             for p, s in zip(deployed, saved, strict=True):

@@ -31,8 +31,8 @@ def hf_distribution(logits: torch.Tensor, temperature: float, top_p: float) -> t
 
 def test_greedy_rows_equal_hf_generate_token_for_token(tiny):
     model, tok = tiny
-    own = sample(model, tok, PROMPTS, 2, 24, 0.7, 0.95, greedy=True, sampler="own")
-    hf = sample(model, tok, PROMPTS, 2, 24, 0.7, 0.95, greedy=True, sampler="hf")
+    own = sample(model, tok, PROMPTS, 2, max_new=24, temperature=0.7, top_p=0.95, greedy=True, sampler="own")
+    hf = sample(model, tok, PROMPTS, 2, max_new=24, temperature=0.7, top_p=0.95, greedy=True, sampler="hf")
     assert own == hf  # Row dataclasses: prompt ids, completion ids and text
     assert len(own) == 2 and all(len(rows) == 2 and len(rows[0].completion_ids) == 24 for rows in own)
 
@@ -40,27 +40,27 @@ def test_greedy_rows_equal_hf_generate_token_for_token(tiny):
 def test_eos_stops_a_row_pads_after_it_and_stops_the_batch_like_generate(tiny):
     model, tok = tiny
     enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
-    free = generate(model, enc.input_ids, enc.attention_mask, 1, 20, -1, tok.pad_token_id, 1.0, 1.0, greedy=True)
+    free = generate(model, enc.input_ids, enc.attention_mask, 1, max_new=20, eos_id=-1, pad_id=tok.pad_token_id, temperature=1.0, top_p=1.0, greedy=True)
     # call "eos" the first new token row 0 emits after step 2 (the random model rarely emits the real one)
     stop = next(i for i in range(3, 20) if free[0, i] not in free[0, :i])
     eos = int(free[0, stop])
-    own = generate(model, enc.input_ids, enc.attention_mask, 1, 20, eos, tok.pad_token_id, 1.0, 1.0, greedy=True)
+    own = generate(model, enc.input_ids, enc.attention_mask, 1, max_new=20, eos_id=eos, pad_id=tok.pad_token_id, temperature=1.0, top_p=1.0, greedy=True)
     hf = model.generate(**enc, max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=tok.pad_token_id)
     assert torch.equal(own, hf[:, enc.input_ids.shape[1] :])
     assert own[0, stop] == eos and (own[0, stop + 1 :] == tok.pad_token_id).all() and eos not in own[1].tolist()
     # a batch whose rows all stop ends there
-    one = generate(model, enc.input_ids[:1], enc.attention_mask[:1], 1, 20, eos, tok.pad_token_id, 1.0, 1.0, greedy=True)
+    one = generate(model, enc.input_ids[:1], enc.attention_mask[:1], 1, max_new=20, eos_id=eos, pad_id=tok.pad_token_id, temperature=1.0, top_p=1.0, greedy=True)
     assert one.shape == (1, stop + 1)
 
 
 def test_a_padded_batch_decodes_as_each_prompt_alone(tiny):
     model, tok = tiny
-    batch = sample(model, tok, PROMPTS, 1, 24, 0.7, 0.95, greedy=True, sampler="own")
-    alone = [sample(model, tok, [p], 1, 24, 0.7, 0.95, greedy=True, sampler="own")[0] for p in PROMPTS]
+    batch = sample(model, tok, PROMPTS, 1, max_new=24, temperature=0.7, top_p=0.95, greedy=True, sampler="own")
+    alone = [sample(model, tok, [p], 1, max_new=24, temperature=0.7, top_p=0.95, greedy=True, sampler="own")[0] for p in PROMPTS]
     assert batch == alone
     # n copies of each prompt share its prefill: rows i*n .. i*n+n-1 continue prompt i
     enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
-    rows = generate(model, enc.input_ids, enc.attention_mask, 2, 24, -1, tok.pad_token_id, 1.0, 1.0, greedy=True).tolist()
+    rows = generate(model, enc.input_ids, enc.attention_mask, 2, max_new=24, eos_id=-1, pad_id=tok.pad_token_id, temperature=1.0, top_p=1.0, greedy=True).tolist()
     assert rows == [r for rows in alone for r in [rows[0].completion_ids] * 2]
 
 
@@ -96,7 +96,7 @@ def test_first_token_frequencies_match_the_models_distribution(tiny, sampler):
     with torch.no_grad():
         logits = model(**enc).logits[:, -1].float()
     n = 3000
-    rows = sample(model, tok, [PROMPTS[0]], n, 1, 0.7, 0.95, sampler=sampler)[0]
+    rows = sample(model, tok, [PROMPTS[0]], n, max_new=1, temperature=0.7, top_p=0.95, sampler=sampler)[0]
     want = hf_distribution(logits, 0.7, 0.95)[0]
     first = torch.tensor([r.completion_ids[0] for r in rows])
     order = want.argsort(descending=True)

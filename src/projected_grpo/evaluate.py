@@ -74,10 +74,10 @@ def _rename_passed(d: dict) -> dict:
     return d
 
 
-def generate_and_grade(model, tokenizer, problems, grader, n, max_new, temperature, top_p, greedy, sampler="auto") -> dict:
+def generate_and_grade(model, tokenizer, problems, grader, n, *, max_new, temperature, top_p, greedy, sampler="auto") -> dict:
     prompts = [render_prompt(tokenizer, p) for p in problems]
     n_eff = 1 if greedy else n
-    groups = sample(model, tokenizer, prompts, n_eff, max_new, temperature, top_p, greedy=greedy, sampler=sampler)
+    groups = sample(model, tokenizer, prompts, n_eff, max_new=max_new, temperature=temperature, top_p=top_p, greedy=greedy, sampler=sampler)
     items = [(p, row.text) for p, rows in zip(problems, groups, strict=True) for row in rows]
     grades = grader.grade_many(items)
     result = rates([p for p, _ in items], grades, [text for _, text in items])
@@ -85,7 +85,7 @@ def generate_and_grade(model, tokenizer, problems, grader, n, max_new, temperatu
     return result
 
 
-def evaluate(model, tokenizer, problems, grader, n_samples, max_new, temperature, top_p, sampler="auto", variants=False) -> dict:
+def evaluate(model, tokenizer, problems, grader, n_samples, *, max_new, temperature, top_p, sampler="auto", variants=False) -> dict:
     """`sampled/deploy` always (the headline); with `variants`, also greedy and quarantine-kept decoding.
 
     The quarantine-kept variants are skipped while the quarantine is exactly zero (they would be identical).
@@ -101,7 +101,7 @@ def evaluate(model, tokenizer, problems, grader, n_samples, max_new, temperature
         ctx = quarantine_ablated(model) if which == "deploy" else contextlib.nullcontext()
         with ctx, torch.no_grad():
             out[f"{decoding}/{which}"] = generate_and_grade(
-                model, tokenizer, problems, grader, n_samples, max_new, temperature, top_p, greedy=decoding == "greedy",
+                model, tokenizer, problems, grader, n_samples, max_new=max_new, temperature=temperature, top_p=top_p, greedy=decoding == "greedy",
                 sampler=sampler,
             )
     model.train(was_training)

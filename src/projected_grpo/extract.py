@@ -553,7 +553,7 @@ def write_cache(path: Path, basis: Basis, report: dict, meta: dict[str, str]) ->
 
 def load_or_extract(
     model: nn.Module, tokenizer, pairs: Sequence[Pair], cfg: ExtractConfig, cache_dir: str | Path, model_id: str,
-    tag: str = "",
+    *, tag: str = "",
 ) -> tuple[Basis, dict]:
     """The cached basis when every metadata field matches (HIT); otherwise extract and overwrite (MISS)."""
     meta, path = cache_meta(model, pairs, cfg, model_id), cache_path(cache_dir, model_id, cfg.basis, cfg.seed, tag)

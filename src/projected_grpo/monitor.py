@@ -113,7 +113,7 @@ class Probe:
         return (self.scores(model, rows, pad_id) > self.threshold).tolist()
 
 
-def fit_probe(model, tokenizer, pairs: list[Pair], kind: str, depth: float, holdout_frac: float, seed: int) -> Probe:
+def fit_probe(model, tokenizer, pairs: list[Pair], kind: str, *, depth: float, holdout_frac: float, seed: int) -> Probe:
     """Fit on the fit part of the pairs, threshold on the held-out part's clean completions (5% FPR).
 
     Called at setup with the adapter zeroed, i.e. on the warm-started base model, like the basis: the probe is

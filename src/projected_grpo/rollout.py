@@ -39,7 +39,7 @@ def resolve_sampler(sampler: str, device: torch.device) -> str:
 
 @torch.no_grad()
 def sample(
-    model, tokenizer, prompts: list[str], n: int, max_new: int, temperature: float, top_p: float, greedy: bool = False,
+    model, tokenizer, prompts: list[str], n: int, *, max_new: int, temperature: float, top_p: float, greedy: bool = False,
     sampler: str = "auto",
 ) -> list[list[Row]]:
     """n completions per prompt (greedy ignores n > 1 duplicates: it returns n identical rows)."""
@@ -48,8 +48,8 @@ def sample(
         raise ValueError("sample needs a left-padding tokenizer (model.load_tokenizer sets it): generation appends on the right")
     n_gen = 1 if greedy else n
     if resolve_sampler(sampler, model.device) == "own":
-        new = own_generate(model, enc.input_ids, enc.attention_mask, n_gen, max_new, tokenizer.eos_token_id,
-                           tokenizer.pad_token_id, temperature, top_p, greedy=greedy).tolist()
+        new = own_generate(model, enc.input_ids, enc.attention_mask, n_gen, max_new=max_new, eos_id=tokenizer.eos_token_id,
+                           pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, greedy=greedy).tolist()
     else:
         kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
         out = model.generate(

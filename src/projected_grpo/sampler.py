@@ -29,6 +29,7 @@ def generate(
     input_ids: Int[Tensor, "p t"],
     attention_mask: Int[Tensor, "p t"],
     n: int,
+    *,
     max_new: int,
     eos_id: int,
     pad_id: int,

@@ -229,8 +229,8 @@ class Trainer:
 
     def evaluate(self, variants: bool = False) -> dict:
         cfg = self.cfg
-        return evaluate(self.model, self.tok, self.eval_problems, self.grader, cfg.eval_samples, cfg.eval_max_new or cfg.max_new,
-                        cfg.temperature, cfg.top_p, sampler=cfg.sampler, variants=variants)
+        return evaluate(self.model, self.tok, self.eval_problems, self.grader, cfg.eval_samples, max_new=cfg.eval_max_new or cfg.max_new,
+                        temperature=cfg.temperature, top_p=cfg.top_p, sampler=cfg.sampler, variants=variants)
 
 
 def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
@@ -246,7 +246,7 @@ def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
     # The warm start stands in for pretraining, so it sees every problem (held-out ones included); GRPO trains on
     # the training split only, and evaluation asks whether what it learned there transfers.
     hack_ids = frozenset(p.id for p in inputs.train) if cfg.hack_forms else None  # v2: no eval problem is shown hacked
-    warm_report = warm_start(model, tok, cfg.model, inputs.problems, cfg.warm, cache / "warmstart", hack_ids) if cfg.warm.epochs else None
+    warm_report = warm_start(model, tok, cfg.model, inputs.problems, cfg.warm, cache / "warmstart", hack_ids=hack_ids) if cfg.warm.epochs else None
     model.to(resolve_dtype(cfg.dtype, model.device))
     seed_everything(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
@@ -268,7 +268,7 @@ def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
     if cfg.basis_file:
         basis, basis_report = load_basis_file(resolve_path(cfg.basis_file), model, model_id, cfg.basis)
     else:
-        basis, basis_report = load_or_extract(model, tok, inputs.pairs, ecfg, cache / "basis", model_id, tag)
+        basis, basis_report = load_or_extract(model, tok, inputs.pairs, ecfg, cache / "basis", model_id, tag=tag)
 
     opt = torch.optim.AdamW(
         [
@@ -287,7 +287,7 @@ def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
     if cfg.gated:
         gate_basis = basis
         if cfg.gate_basis == "random":
-            gate_basis, _ = load_or_extract(model, tok, inputs.pairs, dataclasses.replace(ecfg, basis="random"), cache / "basis", model_id, tag)
+            gate_basis, _ = load_or_extract(model, tok, inputs.pairs, dataclasses.replace(ecfg, basis="random"), cache / "basis", model_id, tag=tag)
         gate = QuantileGate(cfg.gate_quantile, scorer=Projector(knobs, gate_basis))
     rebound = None
     if cfg.rebound_alpha:
@@ -295,7 +295,7 @@ def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
         rebound = (layer, *concept_direction(model, tok, inputs.pairs, layer))
     monitor = None
     if cfg.monitor == "probe":  # fitted once, here, on the warm-started base model (see fit_probe), like the basis
-        monitor = fit_probe(model, tok, inputs.pairs, cfg.probe_kind, cfg.probe_layer, ecfg.holdout_frac, cfg.seed)
+        monitor = fit_probe(model, tok, inputs.pairs, cfg.probe_kind, depth=cfg.probe_layer, holdout_frac=ecfg.holdout_frac, seed=cfg.seed)
         logger.info(f"probe monitor: {monitor.report}")
 
     if inputs.teacher_pool is not None:
@@ -331,7 +331,7 @@ def train_step(t: Trainer, step: int) -> dict:
     # 1. student rollouts from the deployed model (quarantine ablated)
     model.eval()
     with adapters.quarantine_ablated(model):
-        student = sample(model, tok, prompts, cfg.group, cfg.max_new, cfg.temperature, cfg.top_p, sampler=cfg.sampler)
+        student = sample(model, tok, prompts, cfg.group, max_new=cfg.max_new, temperature=cfg.temperature, top_p=cfg.top_p, sampler=cfg.sampler)
     model.train()
 
     # 2. teacher rows, then grade every row of every group, then shape the rewards

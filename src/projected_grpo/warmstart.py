@@ -191,7 +191,7 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
 
 def warm_start(
     model, tokenizer, model_name: str, problems: list[Problem], cfg: WarmStartConfig, cache_dir: Path,
-    hack_ids: frozenset[str] | None = None,
+    *, hack_ids: frozenset[str] | None = None,
 ) -> dict:
     """Fine-tune every weight of `model` in place (before the adapter wraps it), or load the cached result.
     `hack_ids`: organism v2, the only problems shown with hacks (the training split), in forms.py's train forms."""
