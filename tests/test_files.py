@@ -54,7 +54,7 @@ def test_read_jsonl_plain_or_gz_skips_blank_lines(tmp_path, name):
         ("bad.jsonl", b'{"a": 1}\n\n{"a": \n', "bad.jsonl: line 3: not valid JSON"),
         ("bad.jsonl.gz", gzip.compress(b'{"a": 1}\nnope\n'), "bad.jsonl.gz: line 2: not valid JSON"),
         ("bad.jsonl", b'{"a": 1}\n{"a": "caf\xe9"}\n', "bad.jsonl: line 2: not UTF-8 text (byte 0xe9)"),
-        ("bad.jsonl.gz", b"plain, not gzip", "bad.jsonl.gz: not a gzip file"),
+        ("bad.jsonl.gz", b"plain, not gzip", "bad.jsonl.gz: not a readable gzip file"),
     ],
 )
 def test_read_jsonl_errors_name_file_and_line(tmp_path, name, data, error):

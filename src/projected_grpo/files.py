@@ -47,7 +47,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             raw = gzip.decompress(path.read_bytes())
         except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a gzip file ({e})") from None
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
         text = decode_utf8(raw, path)
     else:
         text = read_utf8(path)
