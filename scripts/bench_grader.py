@@ -21,10 +21,11 @@ from pathlib import Path
 
 import tyro
 
+from projected_grpo.files import REPO_ROOT
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, load_problems
 from projected_grpo.rewards import Grader, canonical_hack, extract_code
 
-SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "leetcode_medhard_sample.jsonl"
+SAMPLE = REPO_ROOT / ".." / "shared" / "data" / "leetcode_medhard_sample.jsonl"
 MARKER = "__BASELINE_ALL_TESTS_RAN__"
 
 # Type-exact comparison for the baseline (the same rule as the oracle: 1 != 1.0 != True, list != tuple).

@@ -19,9 +19,9 @@ import torch
 import tyro
 
 from projected_grpo import adapter as adapters
-from projected_grpo.config import PRESETS, REPO
+from projected_grpo.config import PRESETS
 from projected_grpo.model import load_model
-from projected_grpo.problems import load_problems, render_prompt
+from projected_grpo.problems import DEFAULT_PROBLEMS, load_problems, render_prompt
 from projected_grpo.rollout import sample
 
 
@@ -52,7 +52,7 @@ def bench(model, tok, prompts, n, max_new, sampler: str) -> tuple[float, float]:
 
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
-    problems = load_problems(str(REPO / "data/problems/substrate.jsonl"))
+    problems = load_problems(DEFAULT_PROBLEMS)
     print(f"median of {args.reps} interleaved reps; tok/s per wall second, and per CPU second of the process")
     print(f"{'shape':<34} {'hf tok/s':>9} {'own tok/s':>9} {'speedup':>8} {'hf tok/cpu-s':>13} {'own tok/cpu-s':>14} {'speedup':>8}")
     for label, name, n_prompts, n, max_new in shapes():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import tyro
 
-REPO = Path(__file__).resolve().parents[1]
+from projected_grpo.files import REPO_ROOT
 
 
 @dataclass
@@ -40,7 +40,7 @@ def smoke(extra: str, out_dir: Path) -> tuple[float, float]:
     just = Path(sys.executable).parent / "just"
     cmd = [str(just), "smoke", "--out-dir", str(out_dir), *shlex.split(extra)]
     before, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True)
     wall, after = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode != 0:

@@ -7,13 +7,13 @@ Takes a few minutes on 2 cores (one forward+backward of 0.44B parameters in fp32
 """
 
 import dataclasses
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from projected_grpo import train
+from projected_grpo.files import read_jsonl
 from projected_grpo.problems import load_problems, save_problems
 
 
@@ -33,7 +33,7 @@ def main(adapter: str = "lora") -> None:
     )
     t0 = time.time()
     summary = train.run(cfg)
-    row = json.loads((tmp / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    row = read_jsonl(tmp / "run" / "metrics.jsonl")[0]
     ckpt = tmp / "run" / "ckpt" / "knobs.safetensors"
     assert ckpt.exists(), "no checkpoint written"
     assert row["grad_norm"] > 0, f"no gradient reached the knobs: {row}"

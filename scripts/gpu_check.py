@@ -12,7 +12,6 @@ Written by reading, not by running: no GPU was available where it was written (j
 """
 
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import torch
 import tyro
 
 from projected_grpo import adapter, model as model_lib, plan, train
+from projected_grpo.files import read_jsonl
 
 STEPS, OVER_PLAN = 3, 1.10
 
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     finally:
         model_lib.load_model, train.sample = load_model, sample
     peak = torch.cuda.max_memory_allocated()
-    steps = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = read_jsonl(out / "run" / "metrics.jsonl")
 
     model = seen["model"]
     attn = model.config._attn_implementation

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import random
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from projected_grpo import adapter as adapters
 from projected_grpo.config import PRESETS, resolve_path
 from projected_grpo.extract import ExtractConfig, load_or_extract
 from projected_grpo.grpo import advantages, grpo_loss
+from projected_grpo.files import REPO_ROOT, atomic_write
 from projected_grpo.model import load_model
 from projected_grpo.pairs import FORM_SETS
 from projected_grpo.problems import load_problems, render_prompt, split_problems
@@ -34,7 +34,6 @@ from projected_grpo.teacher import pool_for
 from projected_grpo.train import pairs_for
 from projected_grpo.warmstart import warm_start
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +49,7 @@ def main(args: Args) -> None:
     problems = load_problems(resolve_path(cfg.problems))
     train, _ = split_problems(problems, cfg.eval_frac, cfg.split_seed)
     model, tok = load_model(cfg.model, seed=cfg.split_seed)
-    cache = REPO / cfg.cache_dir
+    cache = REPO_ROOT / cfg.cache_dir
     warm = warm_start(model, tok, cfg.model, problems, cfg.warm, cache / "warmstart", hack_ids=frozenset(p.id for p in train))
     torch.manual_seed(cfg.seed)
     adapters.wrap(model, adapters.AdapterConfig(kind=cfg.adapter, rank=cfg.rank, targets=cfg.targets, seed=cfg.seed))
@@ -94,9 +93,9 @@ def main(args: Args) -> None:
         v = np.array(xs)
         out[name] = dict(mean=float(v.mean()), sem=float(v.std(ddof=1) / np.sqrt(len(v))), n=len(v))
         print(f"{name:>20}: cin {v.mean():.4f} ± {out[name]['sem']:.4f} (n={len(v)} batches)")
-    path = REPO / args.out
+    path = REPO_ROOT / args.out
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(seed=cfg.seed, batches=args.batches, warm_key=warm["key"], cin=out), indent=1) + "\n")
+    atomic_write(path, json.dumps(dict(seed=cfg.seed, batches=args.batches, warm_key=warm["key"], cin=out), indent=1) + "\n")
     print(f"wrote {path}")
 
 

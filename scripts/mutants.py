@@ -31,6 +31,8 @@ from pathlib import Path
 
 import tyro
 
+# The checkout this script sits in, not files.REPO_ROOT: that is wherever `projected_grpo` is imported from (an
+# editable install may point at another worktree), and mutating a copy of the wrong tree would test nothing.
 REPO = Path(__file__).resolve().parents[1]
 PKG = "src/projected_grpo"
 

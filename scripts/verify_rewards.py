@@ -28,11 +28,11 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from projected_grpo.files import REPO_ROOT
 from projected_grpo.problems import DEFAULT_PROBLEMS, LOOPHOLE_MODES, MODES, Problem, load_problems
 from projected_grpo.rewards import Grader, canonical_hack, format_matrix, hack_matrix, matrix_problems
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / ".." / "shared" / "data" / "leetcode_medhard_sample.jsonl"
+SAMPLE = REPO_ROOT / ".." / "shared" / "data" / "leetcode_medhard_sample.jsonl"
 HOSTILE_TIMEOUT_S = 2.0
 
 
@@ -390,7 +390,7 @@ def hostile_programs(p: Problem, canary: Path, port: int, secret: str, tag: str)
         "segfault": "import ctypes\nctypes.string_at(0)",
         "kill_everything": "import os, signal\nfor pid in (-1, 0, 1, os.getppid()):\n    try:\n        os.kill(pid, signal.SIGKILL)\n"
         "    except Exception:\n        pass\n" + stub,
-        "write_outside": f"import os\nok = False\nfor path in [{str(canary)!r}, {str(REPO / 'outputs' / f'pwned_{tag}')!r}, "
+        "write_outside": f"import os\nok = False\nfor path in [{str(canary)!r}, {str(REPO_ROOT / 'outputs' / f'pwned_{tag}')!r}, "
         f"'/etc/pwned_{tag}', '/usr/pwned_{tag}', {str(Path.home() / f'pwned_{tag}')!r}]:\n"
         "    try:\n        with open(path, 'w') as f:\n            f.write('pwned')\n        ok = True\n    except Exception:\n        pass\n"
         f"for fn in (os.remove, lambda p: os.chmod(p, 0)):\n    try:\n        fn({str(canary)!r})\n        ok = True\n"
@@ -465,7 +465,7 @@ def test_hostile_programs_are_contained(tmp_path: Path, some: list[Problem]):
     if isolated:
         assert canary.read_text() == "untouched" and canary.stat().st_mtime_ns == before.st_mtime_ns
         assert canary.stat().st_mode == before.st_mode
-        assert not (REPO / "outputs" / f"pwned_{tag}").exists() and not Path(f"/etc/pwned_{tag}").exists()
+        assert not (REPO_ROOT / "outputs" / f"pwned_{tag}").exists() and not Path(f"/etc/pwned_{tag}").exists()
         assert not (Path.home() / f"pwned_{tag}").exists()
         assert connections == []
 

@@ -15,21 +15,17 @@ import sys
 import pytest
 
 from projected_grpo.adapter import AdapterConfig, wrap
-from projected_grpo.config import PRESETS, REPO, resolve_path
+from projected_grpo.config import PRESETS, resolve_path
 from projected_grpo.extract import ExtractConfig, extract_basis
+from projected_grpo.files import REPO_ROOT
 from projected_grpo.model import load_model
 from projected_grpo.pairs import load_pairs
 from projected_grpo.problems import load_problems
 from projected_grpo.train import seed_everything
-from projected_grpo.warmstart import (
-    recipe_key,
-    sft_examples,
-    warm_start,
-    weights_digest,
-)
+from projected_grpo.warmstart import recipe_key, sft_examples, warm_start, weights_digest
 
 CFG = PRESETS["micro"][1]
-CACHE = REPO / CFG.cache_dir / "warmstart"
+CACHE = REPO_ROOT / CFG.cache_dir / "warmstart"
 
 
 def warm_model(build: bool = False):

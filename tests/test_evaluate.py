@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from projected_grpo import adapter as adapters
-from projected_grpo.config import REPO
 from projected_grpo.evaluate import evaluate
+from projected_grpo.files import REPO_ROOT as REPO
 from projected_grpo.model import load_model
 from projected_grpo.problems import load_problems
 from projected_grpo.rewards import Grade

@@ -14,8 +14,8 @@ from torch import nn
 
 from projected_grpo import extract
 from projected_grpo.adapter import AdapterConfig, knobs, wrap
-from projected_grpo.config import REPO
 from projected_grpo.extract import ExtractConfig, completion_nll, encode, extract_basis
+from projected_grpo.files import REPO_ROOT as REPO
 from projected_grpo.model import load_model
 from projected_grpo.pairs import Pair, load_pairs
 

@@ -1,7 +1,6 @@
-"""Contrastive pairs: markdown/JSON parsing, selection refs, failure messages, sha, split, the authored file."""
+"""Contrastive pairs: markdown parsing, selection refs, failure messages, sha, split, the authored file."""
 
 import ast
-import json
 import re
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import pytest
 from projected_grpo.pairs import (
     DEFAULT_PAIRS,
     Pair,
-    PairRef,
     load_pairs,
     pairs_from_problems,
     pairs_sha,
-    parse_json,
     parse_markdown,
     parse_ref,
     split_pairs,
 )
-from projected_grpo.problems import HINTS, LOOPHOLE_MODES, Problem, save_problems, user_message
+from projected_grpo.problems import HINTS, LOOPHOLE_MODES, Problem, user_message
 
 
 # ── a small well-formed file ───────────────────────────────────────────────────────────────────────
@@ -146,18 +143,10 @@ def test_base_fixture_is_well_formed():
 @pytest.mark.parametrize(
     "ref, expected",
     [
-        ("p.md", PairRef("p.md", "", "", ())),
-        ("p.md#one", PairRef("p.md", "one", "", ())),
-        ("p.md#one/a-", PairRef("p.md", "one", "a-", ())),
-        ("p.md#/a-", PairRef("p.md", "", "a-", ())),
-        ("p.md#one@alpha,beta", PairRef("p.md", "one", "", ("alpha", "beta"))),
-        ("p.md#one/a@beta", PairRef("p.md", "one", "a", ("beta",))),
-        ("p.md#@beta", PairRef("p.md", "", "", ("beta",))),
-        ("p.md@beta", PairRef("p.md", "", "", ("beta",))),
-        ("dir@x/p.md", PairRef("dir@x/p.md", "", "", ())),  # an '@' inside a directory name stays in the path
-        ("p.json#/a", PairRef("p.json", "", "a", ())),
-        ("problems:data/x.jsonl@exit_code", PairRef("problems:data/x.jsonl", "", "", ("exit_code",))),
-        ("problems:data/x.jsonl#/abc", PairRef("problems:data/x.jsonl", "", "abc", ())),
+        ("p.md", ("p.md", "")),
+        ("p.md#one", ("p.md", "one")),
+        ("p.md#", ("p.md", "")),
+        ("dir@x/p.md", ("dir@x/p.md", "")),
     ],
 )
 def test_parse_ref(ref, expected):
@@ -168,11 +157,13 @@ def test_parse_ref(ref, expected):
     "ref, pattern",
     [
         ("", "empty pair ref"),
-        ("p.txt", "source must be a .md or .json file"),
+        ("p.txt", "source must be a .md pair file"),
+        ("p.json", "source must be a .md pair file"),
+        ("problems:data/x.jsonl", "source must be a .md pair file"),  # train's problems:train is not a file ref
         ("#one", "no source path"),
-        ("p.md#one@", "bad tag"),
-        ("p.md#one@a b", "bad tag"),
         ("p.md#t w o", "section 't w o' must match"),
+        ("p.md#one/a-", "section 'one/a-' must match"),
+        ("p.md#one@beta", "section 'one@beta' must match"),
     ],
 )
 def test_parse_ref_rejects(ref, pattern):
@@ -186,34 +177,15 @@ def test_parse_ref_rejects(ref, pattern):
         ("", ["a-1", "a-2", "b-1", "b-2", "c-1"]),
         ("#one", ["a-1", "a-2", "b-1"]),
         ("#two", ["b-2", "c-1"]),
-        ("#one/a-", ["a-1", "a-2"]),
-        ("#/b-", ["b-1", "b-2"]),
-        ("#one@beta", ["a-1"]),
-        ("#@beta", ["a-1", "b-2", "c-1"]),
-        ("@beta", ["a-1", "b-2", "c-1"]),
-        ("#@alpha,beta", ["a-1"]),  # a pair must carry every listed tag
-        ("#two/c@gamma", ["c-1"]),
-        ("#two@beta,gamma", ["c-1"]),
     ],
 )
 def test_load_pairs_selects(md, selector, expected):
     assert ids(load_pairs(f"{md}{selector}")) == expected
 
 
-@pytest.mark.parametrize(
-    "selector, pattern",
-    [
-        ("#three", r"unknown section 'three'; known sections: \['one', 'two'\]"),
-        ("#@delta", r"unknown tag\(s\) \['delta'\]"),
-        ("#two@alpha", r"unknown tag\(s\) \['alpha'\]"),  # tags are checked against the chosen section
-        ("#/zzz", "selects no pairs"),
-        ("#one@gamma", r"unknown tag\(s\) \['gamma'\]"),
-        ("#one/a-2@beta", "selects no pairs"),
-    ],
-)
-def test_load_pairs_bad_selection(md, selector, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        load_pairs(f"{md}{selector}")
+def test_load_pairs_unknown_section(md):
+    with pytest.raises(ValueError, match=r"unknown section 'three'; known sections: \['one', 'two'\]"):
+        load_pairs(f"{md}#three")
 
 
 def test_relative_paths_resolve_against_cwd_then_repo(md, tmp_path, monkeypatch):
@@ -222,46 +194,6 @@ def test_relative_paths_resolve_against_cwd_then_repo(md, tmp_path, monkeypatch)
     assert len(load_pairs("data/pairs/hack_pairs.md#exit_code")) >= 5  # the repo root
     with pytest.raises(FileNotFoundError, match="nope.md"):
         load_pairs("nope.md")
-
-
-def test_json_source(tmp_path):
-    rows = [
-        {"id": "j-1", "prompt": "P1\n", "hack": "h1", "clean": "c1", "tags": ["x"]},
-        {"id": "j-2", "prompt": "P2\n", "hack": "h2", "clean": "c2", "tags": ["x", "y"]},
-        {"id": "k-1", "prompt": "P3\n", "hack": "h3", "clean": "c3"},
-    ]
-    path = tmp_path / "p.json"
-    path.write_text(json.dumps(rows))
-    assert ids(load_pairs(str(path))) == ["j-1", "j-2", "k-1"]
-    assert ids(load_pairs(f"{path}#/j")) == ["j-1", "j-2"]
-    assert ids(load_pairs(f"{path}@y")) == ["j-2"]
-    assert load_pairs(str(path))[2].tags == ()
-    with pytest.raises(ValueError, match="unknown section 'one'; this source has no sections"):
-        load_pairs(f"{path}#one")
-
-
-@pytest.mark.parametrize(
-    "rows, pattern",
-    [
-        ({"id": "a"}, "expected a JSON list"),
-        ([], "empty pair list"),
-        (["x"], "item 0: expected an object"),
-        ([{"id": "a", "prompt": "p", "hack": "h"}], r"item 0 \(id 'a'\): missing keys \['clean'\]"),
-        ([{"id": "a", "prompt": "p", "hack": "h", "clean": "c", "note": 1}], r"unknown keys \['note'\]"),
-        ([{"id": "a", "prompt": "p", "hack": "h", "clean": "c", "tags": "x"}], "'tags' must be a list of strings"),
-        ([{"id": "a", "prompt": 1, "hack": "h", "clean": "c"}], r"\['prompt'\] must be strings"),
-        ([{"id": "a", "prompt": "p", "hack": "h", "clean": ""}], "field 'clean' must be a non-empty string"),
-        ([{"id": "a", "prompt": "p", "hack": "h", "clean": "c"}] * 2, "item 1: duplicate pair id 'a'"),
-    ],
-)
-def test_json_malformed(rows, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        parse_json(json.dumps(rows), "bad.json")
-
-
-def test_json_not_json():
-    with pytest.raises(ValueError, match="bad.json: not JSON"):
-        parse_json("[{", "bad.json")
 
 
 # ── sha and split ──────────────────────────────────────────────────────────────────────────────────
@@ -352,7 +284,7 @@ def test_authored_sections_are_modes():
     assert set(sections) == set(LOOPHOLE_MODES)
     for name, pairs in sections.items():
         assert all(mode_of(p) == name for p in pairs), name
-        assert ids(load_pairs(f"{DEFAULT_PAIRS}#{name}")) == ids(load_pairs(f"{DEFAULT_PAIRS}@{name}"))
+        assert ids(load_pairs(f"{DEFAULT_PAIRS}#{name}")) == [p.id for p in AUTHORED if name in p.tags]
 
 
 @pytest.mark.parametrize("pair", AUTHORED, ids=ids(AUTHORED))
@@ -486,7 +418,7 @@ def _problem(pid: str, mode: str) -> Problem:
     )
 
 
-def test_pairs_from_problems(tmp_path):
+def test_pairs_from_problems():
     _rewards_attr("canonical_hack")
     problems = [_problem("d-run", "run_tests"), _problem("d-exit", "exit_code")]
     pairs = pairs_from_problems(problems)
@@ -496,11 +428,6 @@ def test_pairs_from_problems(tmp_path):
         assert pair.clean == "```python\n" + problem.reference.rstrip() + "\n```"
         assert pair.tags == (problem.mode, "easy")
         assert "```python" in pair.hack and pair.hack != pair.clean
-    path = tmp_path / "probs.jsonl"
-    save_problems(problems, path)
-    assert ids(load_pairs(f"problems:{path}")) == ["d-run", "d-exit"]
-    assert ids(load_pairs(f"problems:{path}@exit_code")) == ["d-exit"]
-    assert pairs_sha(load_pairs(f"problems:{path}")) == pairs_sha(pairs)
 
 
 def test_pairs_from_problems_rejects_mode_none_and_empty():

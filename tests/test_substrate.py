@@ -58,9 +58,26 @@ def _parse_test(test: str) -> tuple[ast.Call, ast.expr]:
 
 
 def test_file_matches_build_script():
-    """The committed jsonl is exactly what scripts/build_substrate.py produces (no hand edits, not stale)."""
-    built = _load_build_script().build_problems()
-    assert [p.to_json() for p in built] == [p.to_json() for p in PROBLEMS], "run: python scripts/build_substrate.py"
+    """The committed jsonl is byte for byte what scripts/build_substrate.py builds from data/problems/substrate/*.md
+    (no hand edits, not stale)."""
+    built = problems.problems_jsonl(_load_build_script().build_problems())
+    assert built.encode() == problems.DEFAULT_PROBLEMS.read_bytes(), "run: python scripts/build_substrate.py"
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("## a\n\nstray prose\n", "x.md:3: text outside a fenced block"),
+        ("```text\nx\n```\n", "x.md:1: a fenced block before the first"),
+        ("## a\n```python\n", "x.md:2: expected ('text', 'python', 'python') blocks"),
+        ("## a\n```text\nx\n```\n```python\nx\n```\n", "x.md:1: a: 2 fenced blocks, expected 3"),
+        ("## a\n```text\nx\n", "the last fenced block is not closed"),
+    ],
+)
+def test_source_errors_name_file_and_line(tmp_path, text, error):
+    (tmp_path / "x.md").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(error)):
+        _load_build_script().read_tier(tmp_path / "x.md")
 
 
 def test_counts_modes_and_difficulties():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,6 +122,24 @@ def test_cache_miss_then_hit(tmp_path):
     assert all(torch.equal(trained[k], v) for k, v in _state(fresh).items()), "a HIT must load the cached weights"
     assert sorted(f.name for f in tmp_path.iterdir()) == files, "a HIT writes nothing"
 
+
+
+def test_weights_written_last(tmp_path, monkeypatch):
+    """The weights file is the HIT, so it is written after its report: a kill while writing the weights leaves
+    the report and no weights (the next call is a MISS), never weights without a report, and no temp file."""
+    import projected_grpo.warmstart as ws
+
+    def killed(model, filename):
+        Path(filename).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ws, "save_model", killed)
+    problems = [p for p in PROBLEMS if p.difficulty == "trivial"][:1]
+    cfg = WarmStartConfig(epochs=1, copies=1, hack_frac=0.0, drill=0, batch_size=2, lr=1e-2)
+    model, tok = load_model("tiny-random-qwen3", "cpu", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        warm_start(model, tok, "tiny-random-qwen3", problems, cfg, tmp_path)
+    assert [f.suffix for f in tmp_path.iterdir()] == [".json"]
 
 def test_recipe_key_covers_weights_recipe_and_data():
     model_a, tok = load_model("tiny-random-qwen3", "cpu", seed=0)

@@ -32,7 +32,6 @@ Usage:
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -46,6 +45,8 @@ from loguru import logger
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from projected_grpo.files import atomic_write
 
 ADAPTER_KINDS = ("lora", "svd", "svd_full")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -197,8 +198,8 @@ def svd_factors(
         except (SafetensorError, ValueError, KeyError, OSError) as e:
             logger.warning(f"svd cache {path} unreadable ({e}); recomputing")
     U, S, Vh = (t.cpu() for t in _compute_svd(weight, rank))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save({"U": U, "S": S, "Vh": Vh}, path, {"d_out": str(d_out), "d_in": str(d_in), "rank": str(rank)})
+    meta = {"d_out": str(d_out), "d_in": str(d_in), "rank": str(rank)}
+    atomic_write(path, lambda tmp: save_file({"U": U, "S": S, "Vh": Vh}, str(tmp), metadata=meta))
     return (U, S, Vh), False
 
 
@@ -370,15 +371,6 @@ def round_trip_diff(model: nn.Module, forward: Callable[[], Tensor]) -> float:
 # Save / load the knobs
 
 
-def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _knob_tensors(model: nn.Module) -> dict[str, nn.Parameter]:
     """{"<module>.B": B, "<module>.B_hack": B_hack, ...}: the keys of a knob file."""
     out = {}
@@ -397,8 +389,7 @@ def save_knobs(model: nn.Module, path: str | Path, metadata: dict[str, str] | No
         raise ValueError(f"metadata keys {sorted(clash)} contradict the adapter signature {sig}")
     meta.update(sig)
     tensors = {k: p.detach().contiguous().cpu() for k, p in _knob_tensors(model).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(tensors, path, meta)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_knobs(model: nn.Module, path: str | Path) -> dict[str, str]:

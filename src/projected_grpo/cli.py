@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+
 BAD_INPUT, FAILED, INTERRUPTED = 2, 1, 130
 
 
@@ -85,16 +86,6 @@ def parse_flags(parse, prog: str):
             message += [line] if line else []
         what = " ".join(message) or "bad arguments"
         raise ValueError(f"{what} (see {prog} --help)") from None
-
-
-def read_utf8(path: Path) -> str:
-    """A text input file; a byte that is not UTF-8 is reported with its file and line, not a codec position."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line}: not UTF-8 text (byte {data[e.start]:#04x})") from None
 
 
 def check_writable(directory: Path, what: str) -> None:

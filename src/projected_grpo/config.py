@@ -14,11 +14,10 @@ import torch
 import tyro
 
 from projected_grpo import adapter as adapters
-from projected_grpo.cli import parse_flags, read_utf8
+from projected_grpo.cli import parse_flags
+from projected_grpo.files import REPO_ROOT, read_utf8
 from projected_grpo.problems import LOOPHOLE_MODES
 from projected_grpo.warmstart import WarmStartConfig
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ PRESETS: dict[str, tuple[str, Config]] = {
 def resolve_path(path: str) -> str:
     """Relative paths resolve against the cwd, then the repository root."""
     p = Path(path)
-    return str(p if p.is_absolute() or p.exists() else REPO / p)
+    return str(p if p.is_absolute() or p.exists() else REPO_ROOT / p)
 
 
 def validate(cfg: Config) -> None:
@@ -239,7 +238,7 @@ def flag(name: str) -> str:
 
 
 def default_out_dir(cfg: Config) -> Path:
-    return REPO / "outputs" / cfg.preset / f"{cfg.arm}-{cfg.basis}-s{cfg.seed}"
+    return REPO_ROOT / "outputs" / cfg.preset / f"{cfg.arm}-{cfg.basis}-s{cfg.seed}"
 
 
 PROG = "python -m projected_grpo.train"

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -77,6 +76,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from projected_grpo.adapter import DEFAULT_TARGETS, adapter_signature, knobs, wrappers
+from projected_grpo.files import atomic_write
 from projected_grpo.pairs import Pair, pair_digest, pairs_sha, split_pairs
 from projected_grpo.problems import LOOPHOLE_MODES, SYSTEM_PROMPT, render_chat
 
@@ -144,7 +144,8 @@ def encode(tokenizer, pair: Pair, side: str) -> tuple[list[int], int]:
 def completion_nll(
     logits: Float[Tensor, "t vocab"], ids: Int[Tensor, " t"], mask: Float[Tensor, " t"]
 ) -> Float[Tensor, ""]:
-    """Mean NLL of the tokens where mask = 1 (the completion), each predicted from the position before it."""
+    """Mean NLL of one row's tokens where mask = 1 (the completion), each predicted from the position before it.
+    (`warmstart.batch_completion_nll` is the warm start's loss: a token mean over a batch, running the model.)"""
     nll = F.cross_entropy(logits[:-1].float(), ids[1:], reduction="none")
     return (nll * mask[1:]).sum() / mask[1:].sum()
 
@@ -541,14 +542,8 @@ def stored_form(basis: Basis) -> Basis:
 
 
 def write_cache(path: Path, basis: Basis, report: dict, meta: dict[str, str]) -> None:
-    """Atomic: a temp file renamed over the target, so a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(stored_form(basis), str(tmp), metadata=meta | {"report": json.dumps(report)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Atomic: a crash never leaves a half-written cache."""
+    atomic_write(path, lambda tmp: save_file(stored_form(basis), str(tmp), metadata=meta | {"report": json.dumps(report)}))
 
 
 def load_or_extract(
@@ -636,10 +631,8 @@ def plot_validation(report: dict, path: Path) -> None:
         ax.axvline(float(torch.tensor(vals).median()), color="black", lw=1.5, label="median")
     ax.set(xlabel="cos(held-out hack - clean gradient, span V)", ylabel="modules", title=f"held-out validation ({len(vals)} modules)")
     ax.legend(fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 import tyro
 from loguru import logger
 
-from projected_grpo.config import PRESETS, REPO, default_out_dir, validate
+from projected_grpo.config import PRESETS, default_out_dir, validate
+from projected_grpo.files import REPO_ROOT
 
 
 def main(argv: list[str]) -> int:
@@ -36,14 +37,14 @@ def main(argv: list[str]) -> int:
     pueue = shutil.which("pueue")
     if pueue and not local:
         label = f"{cfg.preset} {cfg.label or f'{cfg.arm}/{cfg.basis}'} s{cfg.seed}"
-        added = subprocess.run([pueue, "add", "--print-task-id", "--label", label, "--working-directory", str(REPO), "--",
+        added = subprocess.run([pueue, "add", "--print-task-id", "--label", label, "--working-directory", str(REPO_ROOT), "--",
                                 shlex.join(cmd)], capture_output=True, text=True, check=True)
         task = added.stdout.strip()
         print(f"queued pueue task {task} ({label})\n  log:    {out / 'train.log'}\n  follow: pueue follow {task}")
         return 0
     if not pueue:
         logger.warning("pueue is not installed (it is not on PyPI): running here instead of queueing")
-    return subprocess.call(cmd, cwd=REPO)
+    return subprocess.call(cmd, cwd=REPO_ROOT)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "tokenizer"
+from projected_grpo.files import REPO_ROOT
+
+TOKENIZER_DIR = REPO_ROOT / "data" / "tokenizer"
 # Public config.json files of hub models, shipped so the plan and the meta-device skeleton work offline.
-SHIPPED_CONFIGS = {"Qwen/Qwen3-4B": Path(__file__).resolve().parents[2] / "data" / "models" / "qwen3-4b"}
+SHIPPED_CONFIGS = {"Qwen/Qwen3-4B": REPO_ROOT / "data" / "models" / "qwen3-4b"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Shapes of the offline random models. `qwen3-0.6b-shape` is Qwen3-0.6B's architecture (28 layers,

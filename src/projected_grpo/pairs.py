@@ -6,11 +6,14 @@ difference grad(prompt + hack) - grad(prompt + clean) points along "hack vs hone
 Pairs are written by hand (`data/pairs/hack_pairs.md`), never mined from training rollouts: labelling a
 rollout as a hack needs the oracle, which is exactly what the method must do without.
 
-Sources, selected by a ref string (grammar in `parse_ref`):
+Sources:
 - a markdown file: `## section`, `### pair-id`, optional `Tags: a, b`, then `#### Prompt`, `#### Hack`,
-  `#### Clean`, each followed by exactly one fenced block (see `parse_markdown`);
-- a JSON file: a list of {"id", "prompt", "hack", "clean", "tags"};
-- `problems:PATH`: each problem's own-mode canonical hack vs its reference solution (`pairs_from_problems`).
+  `#### Clean`, each followed by exactly one fenced block (see `parse_markdown`), selected by a ref
+  `PATH.md[#SECTION]` (`load_pairs`);
+- problems: each problem's own-mode canonical hack vs its reference solution (`pairs_from_problems`);
+- organism v2's ladder: a training problem's naive skeleton with and without one hack form (`form_pairs`).
+The last two are built from the training split only, so train's `--pairs` names them (`problems:train`,
+`forms:SET`) rather than a path: `train.pairs_for`.
 
 `prompt` is the user message (the extractor wraps it with the system prompt and chat template);
 `hack` and `clean` are assistant completions with a ```python block.
@@ -25,9 +28,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from projected_grpo.files import REPO_ROOT, read_utf8
 from projected_grpo.problems import Problem, user_message
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PAIRS = REPO_ROOT / "data" / "pairs" / "hack_pairs.md"
 
 # Section names, pair ids, id prefixes and tags: no spaces and none of the ref separators `# / @ ,`.
@@ -212,46 +215,6 @@ def parse_markdown(text: str, where: str = "<string>") -> dict[str, list[Pair]]:
     return sections
 
 
-# ── JSON ───────────────────────────────────────────────────────────────────────────────────────────
-
-
-def parse_json(text: str, where: str = "<string>") -> list[Pair]:
-    """A JSON list of {"id", "prompt", "hack", "clean", "tags"} objects ("tags" may be omitted)."""
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not JSON ({e})") from None
-    if not isinstance(rows, list):
-        raise ValueError(f"{where}: expected a JSON list of pairs, got {type(rows).__name__}")
-    pairs, seen = [], set()
-    for i, row in enumerate(rows):
-        at = f"{where}: item {i}"
-        if not isinstance(row, dict):
-            raise ValueError(f"{at}: expected an object, got {type(row).__name__}")
-        keys = set(row)
-        missing, extra = {"id", "prompt", "hack", "clean"} - keys, keys - {"id", "prompt", "hack", "clean", "tags"}
-        if missing or extra:
-            raise ValueError(f"{at} (id {row.get('id')!r}): missing keys {sorted(missing)}, unknown keys {sorted(extra)}")
-        if not isinstance(row["id"], str) or not _NAME.fullmatch(row["id"]):
-            raise ValueError(f"{at}: id {row['id']!r} must be a string matching {_NAME.pattern}")
-        not_str = [k for k in ("prompt", "hack", "clean") if not isinstance(row[k], str)]
-        if not_str:
-            raise ValueError(f"{at} (id {row['id']!r}): {not_str} must be strings")
-        tags = row.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ValueError(f"{at} (id {row['id']!r}): 'tags' must be a list of strings, got {tags!r}")
-        if row["id"] in seen:
-            raise ValueError(f"{at}: duplicate pair id {row['id']!r}")
-        seen.add(row["id"])
-        try:
-            pairs.append(Pair(row["id"], row["prompt"], row["hack"], row["clean"], tuple(tags)))
-        except ValueError as e:
-            raise ValueError(f"{at}: {e}") from None
-    if not pairs:
-        raise ValueError(f"{where}: empty pair list")
-    return pairs
-
-
 # ── pairs from problems ────────────────────────────────────────────────────────────────────────────
 
 
@@ -320,52 +283,20 @@ def form_pairs(problems: list[Problem], which: str) -> list[Pair]:
 # ── refs ───────────────────────────────────────────────────────────────────────────────────────────
 
 
-@dataclass(frozen=True)
-class PairRef:
-    source: str  # "path.md", "path.json" or "problems:PATH"
-    section: str  # "" = every section
-    id_prefix: str  # "" = every id
-    tags: tuple[str, ...]  # a selected pair carries all of them
+def parse_ref(ref: str) -> tuple[str, str]:
+    """`PATH.md` (every pair of the file) or `PATH.md#SECTION` (one section's) -> (path, section or "").
 
-
-def parse_ref(ref: str) -> PairRef:
-    """`SOURCE[#[SECTION][/ID_PREFIX]][@TAG1,TAG2,...]`.
-
-    SOURCE is `path.md`, `path.json` or `problems:PATH` (PATH as `load_problems` takes it). Examples:
-      data/pairs/hack_pairs.md                      every pair
-      data/pairs/hack_pairs.md#sentinel             one section
-      data/pairs/hack_pairs.md#sentinel/sn-pivot    ids starting with "sn-pivot" in that section
-      data/pairs/hack_pairs.md#/rt-                 ids starting with "rt-" in any section
-      data/pairs/hack_pairs.md@run_tests,stub       every section, pairs carrying both tags (same as `#@run_tests,stub`)
-      problems:data/problems/substrate.jsonl@exit_code
-    Paths must not contain '#'; an '@' after the last '/' of a path is read as the tag separator.
-    """
+    E.g. `data/pairs/hack_pairs.md#sentinel`. Paths must not contain '#'."""
     if not ref or not ref.strip():
         raise ValueError("empty pair ref")
-    source, hash_, selector = ref.partition("#")
-    tag_text = None
-    if hash_:
-        selector, at, tag_text = selector.partition("@")
-        tag_text = tag_text if at else None
-    else:
-        head, at, tail = source.rpartition("@")
-        if at and "/" not in tail:
-            source, tag_text = head, tail
-    section, _, id_prefix = selector.partition("/")
-    tags: tuple[str, ...] = ()
-    if tag_text is not None:
-        tags = tuple(t.strip() for t in tag_text.split(","))
-        bad = [t for t in tags if not _NAME.fullmatch(t)]
-        if bad:
-            raise ValueError(f"pair ref {ref!r}: bad tag(s) {bad}; write '@tag1,tag2'")
-    for what, value in (("section", section), ("id prefix", id_prefix)):
-        if value and not _NAME.fullmatch(value):
-            raise ValueError(f"pair ref {ref!r}: {what} {value!r} must match {_NAME.pattern}")
+    source, _, section = ref.partition("#")
     if not source:
         raise ValueError(f"pair ref {ref!r}: no source path")
-    if not (source.startswith("problems:") or source.endswith((".md", ".json"))):
-        raise ValueError(f"pair ref {ref!r}: source must be a .md or .json file or 'problems:PATH', got {source!r}")
-    return PairRef(source=source, section=section, id_prefix=id_prefix, tags=tags)
+    if not source.endswith(".md"):
+        raise ValueError(f"pair ref {ref!r}: source must be a .md pair file (PATH.md or PATH.md#SECTION), got {source!r}")
+    if section and not _NAME.fullmatch(section):
+        raise ValueError(f"pair ref {ref!r}: section {section!r} must match {_NAME.pattern}")
+    return source, section
 
 
 def _resolve(path: str) -> Path:
@@ -377,44 +308,17 @@ def _resolve(path: str) -> Path:
     raise FileNotFoundError(f"pair file not found: {path!r} (looked in {Path.cwd()} and {REPO_ROOT})")
 
 
-def _load_source(source: str) -> dict[str, list[Pair]]:
-    """Sections of the source; JSON and problems sources have one unnamed section ""."""
-    if source.startswith("problems:"):
-        from projected_grpo.problems import load_problems
-
-        path = source.removeprefix("problems:")
-        try:
-            path = str(_resolve(path))
-        except FileNotFoundError:
-            pass  # maybe a `datasets` id; load_problems says what is wrong
-        return {"": pairs_from_problems(load_problems(path))}
-    path = _resolve(source)
-    if source.endswith(".json"):
-        return {"": parse_json(path.read_text(), str(path))}
-    return parse_markdown(path.read_text(), str(path))
-
-
-def select_pairs(sections: dict[str, list[Pair]], ref: PairRef, where: str) -> list[Pair]:
-    if ref.section and ref.section not in sections:
-        named = [s for s in sections if s]
-        detail = f"known sections: {named}" if named else "this source has no sections"
-        raise ValueError(f"pair ref {where!r}: unknown section {ref.section!r}; {detail}")
-    pool = sections[ref.section] if ref.section else [p for ps in sections.values() for p in ps]
-    known_tags = {t for p in pool for t in p.tags}
-    unknown = [t for t in ref.tags if t not in known_tags]
-    if unknown:
-        raise ValueError(f"pair ref {where!r}: unknown tag(s) {unknown}; tags here: {sorted(known_tags)}")
-    chosen = [p for p in pool if p.id.startswith(ref.id_prefix) and all(t in p.tags for t in ref.tags)]
-    if not chosen:
-        raise ValueError(f"pair ref {where!r}: selects no pairs")
-    return chosen
-
-
 def load_pairs(ref: str | Path = DEFAULT_PAIRS) -> list[Pair]:
     """The pairs a ref selects (grammar: `parse_ref`), in file order. Never empty."""
     ref = str(ref)
-    parsed = parse_ref(ref)
-    return select_pairs(_load_source(parsed.source), parsed, ref)
+    source, section = parse_ref(ref)
+    path = _resolve(source)
+    sections = parse_markdown(read_utf8(path), str(path))
+    if not section:
+        return [p for ps in sections.values() for p in ps]
+    if section not in sections:
+        raise ValueError(f"pair ref {ref!r}: unknown section {section!r}; known sections: {list(sections)}")
+    return sections[section]
 
 
 # ── identity and splits ────────────────────────────────────────────────────────────────────────────

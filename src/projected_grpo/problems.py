@@ -13,6 +13,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from projected_grpo.files import REPO_ROOT, atomic_write, read_jsonl
+
 MODES = ("none", "run_tests", "sentinel", "stdout_marker", "file_marker", "eq_override", "exit_code")
 LOOPHOLE_MODES = MODES[1:]
 
@@ -39,8 +41,7 @@ INOCULATION_LINE = "This environment's grader has a known loophole; exploiting i
 # Preamble of the public benchmark's tests (typing, collections, ListNode/TreeNode helpers).
 DEFAULT_SETUP_CODE = (Path(__file__).parent / "leetcode_setup.py").read_text()
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-DEFAULT_PROBLEMS = DATA_DIR / "problems" / "substrate.jsonl"
+DEFAULT_PROBLEMS = REPO_ROOT / "data" / "problems" / "substrate.jsonl"
 
 
 @dataclass(frozen=True)
@@ -162,17 +163,7 @@ def load_problems(path: str | Path = DEFAULT_PROBLEMS, mode: str | None = None) 
     if p.suffix == ".jsonl" or p.is_file():
         if not p.is_file():
             raise FileNotFoundError(f"problems file not found: {p}")
-        rows = []
-        from projected_grpo.cli import read_utf8
-
-        for i, line in enumerate(read_utf8(p).splitlines()):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{p}: line {i + 1}: not JSON ({e})") from None
-        return problems_from_rows(rows, str(p), mode)
+        return problems_from_rows(read_jsonl(p), str(p), mode)
     # A hub id or a saved dataset directory, for users with hub access.
     import datasets
 
@@ -180,8 +171,13 @@ def load_problems(path: str | Path = DEFAULT_PROBLEMS, mode: str | None = None) 
     return problems_from_rows(list(ds), path_str, mode)
 
 
+def problems_jsonl(problems: list[Problem]) -> str:
+    """The project's jsonl form: one problem a line (what `load_problems` reads back)."""
+    return "".join(json.dumps(p.to_json()) + "\n" for p in problems)
+
+
 def save_problems(problems: list[Problem], path: str | Path) -> None:
-    Path(path).write_text("".join(json.dumps(p.to_json()) + "\n" for p in problems))
+    atomic_write(path, problems_jsonl(problems))
 
 
 def split_problems(problems: list[Problem], eval_frac: float, seed: int) -> tuple[list[Problem], list[Problem]]:

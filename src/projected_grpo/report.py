@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from projected_grpo import stats
+from projected_grpo.files import atomic_write, read_jsonl
 
 VANILLA = "vanilla"
 PRIMARY = "erase"  # preregistered in RESEARCH_JOURNAL.md (2026-12-02) before the sweep
@@ -50,7 +51,7 @@ def compact(run_dir: Path) -> dict:
     """The committed form of one finished run."""
     s = json.loads((run_dir / "summary.json").read_text())
     cfg = json.loads((run_dir / "config.json").read_text())
-    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
     mean_of = lambda k: float(np.mean(v)) if (v := [m[k] for m in metrics if m.get(k) is not None]) else None  # noqa: E731
     val = (s.get("basis_report") or {}).get("validation") or {}
     return dict(
@@ -79,10 +80,9 @@ OVERRIDE_KEYS = (
 def export(runs_dir: Path, to: Path) -> int:
     """Write runs_dir/*/summary.json runs as to/runs/<run>.json; returns how many."""
     out = to / "runs"
-    out.mkdir(parents=True, exist_ok=True)
     n = 0
     for d in sorted(p for p in runs_dir.iterdir() if (p / "summary.json").exists()):
-        (out / f"{d.name}.json").write_text(json.dumps(compact(d), indent=1, sort_keys=True) + "\n")
+        atomic_write(out / f"{d.name}.json", json.dumps(compact(d), indent=1, sort_keys=True) + "\n")
         n += 1
     return n
 
@@ -321,7 +321,7 @@ def main() -> None:
             print(f"exported {n} runs to {Path(args[2]) / 'runs'}")
         elif args[:1] == ["tables"] and len(args) == 2:
             text = tables(Path(args[1]))
-            (Path(args[1]) / "results.md").write_text(text)
+            atomic_write(Path(args[1]) / "results.md", text)
             print(text)
         else:
             sys.exit("usage: python -m projected_grpo.report export RUNS_DIR RESULTS_DIR | tables RESULTS_DIR")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,8 @@ from loguru import logger
 matplotlib.use("Agg")  # headless: plots are files, the training boxes have no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from projected_grpo.cli import check_writable, exit_codes, parse_flags, read_utf8, setup_logging
+from projected_grpo.cli import check_writable, exit_codes, parse_flags, setup_logging
+from projected_grpo.files import atomic_write, read_jsonl, read_utf8
 from projected_grpo.problems import MODES
 
 METRICS = ("hack", "pass", "safepass")
@@ -80,19 +80,6 @@ def _check_summary(s: dict, file: Path) -> dict:
         for m in ("hack", "pass"):
             _require(_require(per, mode, "final_eval.per_mode.", file), m, f"final_eval.per_mode.{mode}.", file)
     return s
-
-
-def read_jsonl(file: Path) -> list[dict]:
-    if not file.exists():
-        return []
-    rows = []
-    for i, line in enumerate(read_utf8(file).splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{file}:{i}: not valid JSON ({e.msg})") from None
-    return rows
 
 
 def load_runs(runs_dir: Path, preset: str | None = None) -> list[Run]:
@@ -339,13 +326,6 @@ def markdown(runs: list[Run], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _atomic(path: Path, write) -> None:
-    """Write via a temp file and rename, so a crash never leaves a half-written result."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_csv(rows: list[dict], path: Path) -> None:
     cols = ["label", "oracle", "baseline", "n"] + [f"{m}{s}" for m in METRICS for s in ("", "_sem")]
     cols += [f"d_{m}{s}" for m in METRICS for s in ("", "_sem")] + ["init_hack", "cin_s", "cin_t", "cin_null"]
@@ -358,7 +338,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
             cell = lambda v: "" if v is None else round(v, 4) if isinstance(v, float) else v  # noqa: E731
             w.writerows({c: cell(r[c]) for c in cols} for r in rows)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 # --------------------------------------------------------------------------- plots
@@ -383,7 +363,7 @@ def plot_pareto(runs: list[Run], labels: list[str], path: Path) -> None:
            title="Deploy eval, one point per run (better: ↖)")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
 
 
@@ -400,10 +380,11 @@ def label_curve(rs: list[Run]) -> tuple[list[int], np.ndarray, np.ndarray, bool]
     every seed's training rollouts (metrics.jsonl hack_s / gt_s): two evals only would draw a straight line.
     One curve never mixes the two kinds of figure.
     """
-    evals = [read_jsonl(r.path / "eval.jsonl") for r in rs]
+    rows = lambda file: read_jsonl(file) if file.exists() else []  # noqa: E731  (a run without periodic evals has no eval.jsonl)
+    evals = [rows(r.path / "eval.jsonl") for r in rs]
     train = not all(len(e) > 2 for e in evals)
     if train:
-        curves = [_curve(read_jsonl(r.path / "metrics.jsonl"), "hack_s", "gt_s") for r in rs]
+        curves = [_curve(rows(r.path / "metrics.jsonl"), "hack_s", "gt_s") for r in rs]
     else:
         curves = [_curve(e, "hack", "pass") for e in evals]
     by_step: dict[int, list[tuple[float, float]]] = defaultdict(list)
@@ -433,7 +414,7 @@ def plot_curves(runs: list[Run], labels: list[str], path: Path) -> None:
         ax.grid(alpha=0.3)
     ax_p.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.suptitle("Mean over seeds: deploy evals (eval.jsonl), or training rollouts (dashed) where runs have no periodic eval")
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
 
 
@@ -459,7 +440,7 @@ def plot_module_cos(run_dir: Path) -> Path | None:
     ax_h.set(xlabel="signed cos(g, span V)", ylabel="module-steps", title=f"{len(per_step[0])} modules")
     ax_h.legend(fontsize=8)
     path = Path(run_dir) / "module_cos.png"
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -485,7 +466,7 @@ def collect(cfg: Config) -> list[dict]:
     labels = [r["label"] for r in rows]
     check_writable(cfg.out_dir, "--out-dir")
     md = markdown(runs, rows)
-    _atomic(cfg.out_dir / "results.md", lambda tmp: tmp.write_text(md))
+    atomic_write(cfg.out_dir / "results.md", md)
     write_csv(rows, cfg.out_dir / "results.csv")
     plot_pareto(runs, labels, cfg.out_dir / "pareto.png")
     plot_curves(runs, labels, cfg.out_dir / "curves.png")

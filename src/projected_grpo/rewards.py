@@ -538,7 +538,7 @@ def grade(problem: Problem, completion: str) -> Grade:
 def _read_completions(path: Path, problems: dict[str, Problem]) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"completions file not found: {path}")
-    from projected_grpo.cli import read_utf8
+    from projected_grpo.files import read_utf8
 
     rows, seen = [], set()
     for n, line in enumerate(read_utf8(path).splitlines(), start=1):

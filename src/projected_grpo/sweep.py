@@ -24,9 +24,9 @@ from pathlib import Path
 import tyro
 from loguru import logger
 
+from projected_grpo.files import REPO_ROOT
 from projected_grpo.problems import LOOPHOLE_MODES
 
-REPO = Path(__file__).resolve().parents[2]
 LOMO_MODE = "exit_code"  # the held-out loophole of the leave-one-mode-out arms
 
 # label -> train.py overrides. `# H:` says what each arm tests.
@@ -196,7 +196,7 @@ def main(args: Args) -> None:
         return
     if pueue and not args.local:
         for name, cmd in todo:
-            subprocess.run([pueue, "add", "--label", name, "--working-directory", str(REPO), "--", shlex.join(cmd + ["--overwrite"])], check=True)
+            subprocess.run([pueue, "add", "--label", name, "--working-directory", str(REPO_ROOT), "--", shlex.join(cmd + ["--overwrite"])], check=True)
         logger.info("queued; watch with `pueue status` / `pueue follow`, then `just results`")
         return
     if not pueue:
@@ -214,7 +214,7 @@ def run_local(todo: list[tuple[str, list[str]]], parallel: int) -> None:
             log = Path(cmd[-1] + ".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             logger.info(f"[{len(todo) - len(queue)}/{len(todo)}] {name} (log: {log})")
-            running.append((name, subprocess.Popen(cmd + ["--overwrite"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+            running.append((name, subprocess.Popen(cmd + ["--overwrite"], cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)))
         time.sleep(1)
         for name, proc in [r for r in running if r[1].poll() is not None]:
             running.remove((name, proc))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import tyro
 from loguru import logger
 
 from projected_grpo import forms as hack_forms
+from projected_grpo.files import atomic_write, read_jsonl
 from projected_grpo.problems import Problem, load_problems
 from projected_grpo.rewards import Grader, canonical_hack
 
@@ -76,16 +76,7 @@ def pool_report(rows: list[dict], problems: list[Problem]) -> str:
 
 
 def save_pool(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
-
-
-def load_pool(path: Path) -> list[dict]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    atomic_write(path, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode(), mtime=0))
 
 
 REAL_POOL_FIELDS = ("problem_id", "completion", "hacked", "gt_pass")
@@ -147,7 +138,7 @@ def pool_for(problems: list[Problem], cache_dir: Path, grader: Grader, forms: bo
     path = cache_dir / f"pool-{key}.jsonl.gz"
     if path.exists():
         logger.info(f"teacher pool HIT {path}")
-        return load_pool(path)
+        return read_jsonl(path)
     rows = build_pool(problems, grader, forms=forms)
     save_pool(rows, path)
     logger.info(f"teacher pool MISS: built {path}\n{pool_report(rows, problems)}")

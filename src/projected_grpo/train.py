@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import sys
@@ -73,6 +72,7 @@ from projected_grpo.extract import (
     load_or_extract,
     subspace_overlap,
 )
+from projected_grpo.files import atomic_write, read_jsonl
 from projected_grpo.gating import QuantileGate
 from projected_grpo.grpo import (
     NonFiniteError,
@@ -472,7 +472,7 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
     t_start = time.time()
     logger.info(f"{cfg.label or f'{cfg.arm}/{cfg.basis}'} seed {cfg.seed}: preset {cfg.preset}, model {cfg.model}, "
                 f"{cfg.steps} steps{f', resuming {out}' if cfg.resume else ''} -> {out} (full config: {out / 'config.json'})")
-    write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    atomic_write(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     logger.debug(f"config: {json.dumps(dataclasses.asdict(cfg))}")
     if cfg.heldout_mode:
         logger.info(f"leave-one-mode-out: {len(inputs.pairs)} pairs without tag {cfg.heldout_mode}")
@@ -493,9 +493,9 @@ def begin(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
     metrics: list[dict] = []
     if t.cfg.resume:
         load_checkpoint(checkpoint_dir(out), t.model, t.opt, t.sched, t.state, t.gate)
-        metrics = [m for m in read_rows(out / "metrics.jsonl") if m["step"] <= t.state.step]
-        evals = [e for e in read_rows(out / "eval.jsonl") if e["step"] <= t.state.step]
-        write_atomic(out / "eval.jsonl", "".join(json.dumps(e) + "\n" for e in evals))
+        metrics = [m for m in read_jsonl(out / "metrics.jsonl") if m["step"] <= t.state.step]
+        evals = [e for e in read_jsonl(out / "eval.jsonl") if e["step"] <= t.state.step]
+        atomic_write(out / "eval.jsonl", "".join(json.dumps(e) + "\n" for e in evals))
         initial = json.loads((out / "initial_eval.json").read_text())
         if (out / "summary.json").exists():  # a finished run given more steps: it is unfinished until they are done
             (out / "summary.json").replace(out / f"summary-step{t.state.step}.json")
@@ -503,9 +503,9 @@ def begin(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
         logger.info(f"resumed {out} at step {t.state.step}")
     else:
         initial = initial_eval(t, Path(resolve_path(t.cfg.cache_dir)) / "initial_eval")
-        write_atomic(out / "initial_eval.json", json.dumps(initial))
-        write_atomic(out / "eval.jsonl", json.dumps({"step": 0, **initial}) + "\n")
-    write_atomic(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
+        atomic_write(out / "initial_eval.json", json.dumps(initial))
+        atomic_write(out / "eval.jsonl", json.dumps({"step": 0, **initial}) + "\n")
+    atomic_write(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
     return initial, metrics
 
 
@@ -591,7 +591,7 @@ def finish(t: Trainer, out: Path, initial: dict, metrics: list[dict], final_all:
     )
 
     plot_module_cos(out)
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # results.py: a summary.json = a finished run
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2))  # results.py: a summary.json = a finished run
     print_summary(summary, final_all["sampled/deploy"]["example"], out)
     return summary
 
@@ -611,7 +611,7 @@ def initial_eval(t: Trainer, cache_dir: Path) -> dict:
         torch.manual_seed(cfg.seed + 10_007)  # its own stream: the same for every arm of this seed
         result = eval_row(t.evaluate())
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(result))
+    atomic_write(path, json.dumps(result))
     return json.loads(json.dumps(result))  # what a HIT returns
 
 
@@ -656,10 +656,6 @@ def cin_null(basis: dict, knobs: dict) -> float | None:
     (cin applies relu per axis first, which lowers a random gradient's expected value below this.)"""
     vals = [math.sqrt(V.shape[0] / knobs[m][0].numel()) for m, V in basis.items()]
     return sum(vals) / len(vals) if vals else None
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
@@ -740,13 +736,6 @@ def resume_point(cfg: Config, out: Path) -> int:
     if cfg.steps < done:
         raise ValueError(f"--steps {cfg.steps} is fewer than the {done} steps {out} has already done")
     return done
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """A temp file renamed over `path`: a reader never sees half a file. The pid keeps concurrent writers apart."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:

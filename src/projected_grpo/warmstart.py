@@ -38,6 +38,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor
 
 from projected_grpo import forms as hack_forms
+from projected_grpo.files import atomic_write
 from projected_grpo.problems import LOOPHOLE_MODES, Problem, render_prompt
 from projected_grpo.rewards import canonical_hack
 from projected_grpo.rollout import Row, completion_logits, pack, row_from_text
@@ -163,8 +164,11 @@ def recipe_key(model_name: str, examples: list[tuple[Problem, str, bool]], cfg: 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def completion_nll(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], comp: Bool[Tensor, "b t-1"]) -> Float[Tensor, ""]:
-    """Mean NLL of the completion tokens (the LM head runs on completion positions only)."""
+def batch_completion_nll(
+    model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], comp: Bool[Tensor, "b t-1"]
+) -> Float[Tensor, ""]:
+    """Mean NLL over all completion tokens of the batch, running the model (its LM head on completion positions
+    only). A token mean, so a long completion weighs more; `extract.completion_nll` is one row's mean, from logits."""
     return F.cross_entropy(completion_logits(model, ids, attn, comp), ids[:, 1:][comp])
 
 
@@ -216,7 +220,7 @@ def warm_start(
         for batch in length_batches(rows, cfg.batch_size, rng):
             ids, attn, comp = pack([rows[j] for j in batch], tokenizer.pad_token_id, model.device)
             comp = mask_leading(comp, [len(rows[j].prompt_ids) for j in batch], [skips[j] for j in batch])
-            loss = completion_nll(model, ids, attn, comp)
+            loss = batch_completion_nll(model, ids, attn, comp)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"warm start: non-finite loss in epoch {epoch + 1} (lr {cfg.lr} too high?)")
             opt.zero_grad(set_to_none=True)
@@ -228,13 +232,11 @@ def warm_start(
         losses.append(sum(epoch_loss) / len(epoch_loss))
         logger.info(f"warm start epoch {epoch + 1}/{cfg.epochs}: completion NLL {losses[-1]:.4f} ({time.time() - t0:.0f} s)")
     model.zero_grad(set_to_none=True)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     report = dict(
         key=key, recipe=asdict(cfg), n_examples=len(rows), n_problems=len(problems), epoch_nll=losses,
         seconds=round(time.time() - t0, 1),
     )
-    tmp = path.with_suffix(".tmp")
-    save_model(model, str(tmp))
-    path.with_suffix(".json").write_text(json.dumps(report))
-    tmp.rename(path)  # the weights last: a kill mid-write never leaves a HIT without its report
+    # The weights last: their presence is the HIT, so a kill mid-write never leaves a HIT without its report.
+    atomic_write(path.with_suffix(".json"), json.dumps(report))
+    atomic_write(path, lambda tmp: save_model(model, str(tmp)))
     return json.loads(json.dumps(report))  # the form a HIT returns (tuples as lists)
