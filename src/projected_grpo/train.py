@@ -53,6 +53,7 @@ from projected_grpo.rebound import concept_direction, concept_layer, concept_sco
 from projected_grpo.rewards import Grader, parse_tests
 from projected_grpo.rollout import Row, pack, row_from_text, sample, token_logprobs
 from projected_grpo.teacher import pool_for
+from projected_grpo.tracking import Tracker, require_tensorboard
 from projected_grpo.warmstart import WarmStartConfig, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,6 +145,7 @@ class Config:
     workers: int | None = None  # grader processes (default: CPU count)
     threads: int = 1  # torch CPU threads. Measured: with other processes on the cores, 2 OpenMP threads made sampling ~17x slower
     label: str | None = None  # table row for results.py (default: "<arm>/<basis>")
+    track: bool = False  # TensorBoard event files next to metrics.jsonl (tracking.py; the extra: pip install -e '.[track]')
 
 
 PRESETS: dict[str, tuple[str, Config]] = {
@@ -249,6 +251,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--probe-layer is a depth fraction in (0, 1], got {cfg.probe_layer}")
     if not cfg.targets:
         raise ValueError("--targets is empty: the adapter needs at least one module name")
+    if cfg.track:
+        require_tensorboard()  # a missing extra fails here, in one line, before anything loads
     if cfg.device is not None:
         try:
             dev = torch.device(cfg.device)
@@ -713,7 +717,7 @@ PROG = "python -m projected_grpo.train"
 # What a resume may change: how much longer the run goes on and where or how it computes. Every other field is the
 # run's identity (model, adapter, arm, basis, seed, problems, pairs, lr, ...): changing one mid-run would silently
 # make a different experiment under the old name, so a resume refuses it. A new Config field is identity by default.
-RESUME_MAY_CHANGE = frozenset({"steps", "ckpt_every", "eval_every", "eval_variants", "workers", "threads", "device", "cache_dir"})
+RESUME_MAY_CHANGE = frozenset({"steps", "ckpt_every", "eval_every", "eval_variants", "workers", "threads", "device", "cache_dir", "track"})
 
 
 def run(cfg: Config) -> dict:
@@ -913,6 +917,7 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
             (out / "initial_eval.json").write_text(json.dumps(initial))
             (out / "eval.jsonl").write_text(json.dumps({"step": 0, **initial}) + "\n")
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
+        tracker = Tracker(out, dataclasses.asdict(cfg), state.step) if cfg.track else None
 
         tqdm.write(legend())
         tqdm.write(header())
@@ -932,6 +937,8 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
             metrics.append(m)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(m) + "\n")
+            if tracker:
+                tracker.log(m, step)
             tqdm.write(format_row(m) + ("  no-op" if m["noop"] else ""))
             if m["noop"] and not any(x.get("noop") for x in metrics[:-1]):
                 logger.warning(f"step {step} is a no-op: every group had zero reward variance, so no policy gradient "
@@ -981,6 +988,8 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
         cin_null=cin_null(basis, knobs),
     )
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # results.py: a summary.json = a finished run
+    if tracker:
+        tracker.close()
     print_summary(summary, final_all["sampled/deploy"]["example"], out)
     return summary
 
