@@ -29,6 +29,14 @@ mutants *ARGS:
 extract *ARGS:
     python -m projected_grpo.extract {{ARGS}}
 
+# TRL's GRPOTrainer with the projection callback on the tiny model, offline (the [trl] extra; setup installs it)
+trl-example *ARGS:
+    CUDA_VISIBLE_DEVICES= python scripts/trl_example.py {{ARGS}}
+
+# the TRL integration's tests alone (2 GRPOTrainer steps per arm; they skip without the [trl] extra)
+test-trl *ARGS:
+    BEARTYPE=1 python -m pytest tests/test_trl.py {{ARGS}}
+
 # CPU model organism of reward hacking (warm-started small Qwen3, minutes per run)
 micro *ARGS:
     CUDA_VISIBLE_DEVICES= python -m projected_grpo.train micro {{ARGS}}

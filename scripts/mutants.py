@@ -121,6 +121,13 @@ MUTANTS = [
     Mutant("update_projection_no_gate_ignored", "the update projection always uses the one-sided gate",
            ((f"{PKG}/proj.py", "_, removed, ci, co, fi = project_batch(u, g.V, self.gate)", "_, removed, ci, co, fi = project_batch(u, g.V)"),),
            PROJ),
+    # ── the optional extras (their tests skip without them: run where `[trl,track]` is installed, as setup does) ──
+    Mutant("trl_projects_after_the_step", "the TRL callback projects at step end, after optimizer.step and zero_grad",
+           ((f"{PKG}/integrations/trl.py", "def on_pre_optimizer_step(self, args", "def on_step_end(self, args"),),
+           ("tests/test_trl.py",)),
+    Mutant("track_drops_int_columns", "--track logs float columns only (the counts and booleans vanish)",
+           ((f"{PKG}/tracking.py", "isinstance(value, (int, float)) and", "isinstance(value, float) and"),),
+           ("tests/test_tracking.py::test_tracker_writes_every_numeric_column_the_config_and_the_plots",)),
 ]
 
 

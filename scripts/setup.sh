@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent setup: .venv with torch (pinned CPU-friendly release), this package (editable) and dev tools.
+# Idempotent setup: .venv with torch (pinned CPU-friendly release), this package (editable), dev tools and the
+# optional extras trl and track (so the tests of the TRL integration and of --track run).
 # Fast when nothing changed: a stamp holds the hash of pyproject.toml and this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +20,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "[1/3] installing ${TORCH_SPEC:-torch==2.13.0} (the largest download: a few minutes on a slow link)"
     quiet .venv/bin/pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
   fi
-  say "[2/3] installing projected_grpo (editable) with transformers, tyro, pytest, just, ..."
-  quiet .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  say "[2/3] installing projected_grpo (editable) with transformers, tyro, pytest, just, trl, tensorboard, ..."
+  # trl and track are optional extras for users; setup installs them so that `just test` covers both
+  quiet .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,trl,track]'
   say "[3/3] checking the install"
   .venv/bin/python -c "import projected_grpo, torch, transformers" && [ -x .venv/bin/just ] || { echo "setup failed: see pip's messages above" >&2; exit 1; }
   echo "$want" > "$stamp"

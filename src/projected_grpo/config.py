@@ -17,6 +17,7 @@ from projected_grpo import adapter as adapters
 from projected_grpo.cli import parse_flags
 from projected_grpo.files import REPO_ROOT, read_utf8
 from projected_grpo.problems import LOOPHOLE_MODES
+from projected_grpo.tracking import require_tensorboard
 from projected_grpo.warmstart import WarmStartConfig
 
 
@@ -116,6 +117,7 @@ class Config:
     workers: int | None = None  # grader processes (default: CPU count)
     threads: int = 1  # torch CPU threads. Measured: with other processes on the cores, 2 OpenMP threads made sampling ~17x slower
     label: str | None = None  # table row for results.py (default: "<arm>/<basis>")
+    track: bool = False  # TensorBoard event files next to metrics.jsonl (tracking.py; the extra: pip install -e '.[track]')
 
 
 # The public benchmark's LeetCode problems (ariahw/rl-rewardhacking's medium/hard train split, its jsonl row format),
@@ -209,6 +211,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--probe-layer is a depth fraction in (0, 1], got {cfg.probe_layer}")
     if not cfg.targets:
         raise ValueError("--targets is empty: the adapter needs at least one module name")
+    if cfg.track:
+        require_tensorboard()  # a missing extra fails here, in one line, before anything loads
     if cfg.device is not None:
         try:
             dev = torch.device(cfg.device)
@@ -246,7 +250,7 @@ PROG = "python -m projected_grpo.train"
 # What a resume may change: how much longer the run goes on and where or how it computes. Every other field is the
 # run's identity (model, adapter, arm, basis, seed, problems, pairs, lr, ...): changing one mid-run would silently
 # make a different experiment under the old name, so a resume refuses it. A new Config field is identity by default.
-RESUME_MAY_CHANGE = frozenset({"steps", "ckpt_every", "eval_every", "eval_variants", "workers", "threads", "device", "cache_dir"})
+RESUME_MAY_CHANGE = frozenset({"steps", "ckpt_every", "eval_every", "eval_variants", "workers", "threads", "device", "cache_dir", "track"})
 
 
 def parse_args(argv: list[str]) -> Config:

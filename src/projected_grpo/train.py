@@ -112,6 +112,7 @@ from projected_grpo.teacher import (
     pick_teacher_rows,
     pool_for,
 )
+from projected_grpo.tracking import Tracker
 from projected_grpo.warmstart import cosine_with_warmup, warm_start
 
 __all__ = ["BENCHMARK_PROBLEMS", "PRESETS", "Config", "NonFiniteError", "advantages", "main", "read_checkpoint", "run"]
@@ -482,9 +483,13 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
     with Grader(workers=cfg.workers) as grader:
         t = setup(cfg, inputs, grader)
         initial, metrics = begin(t, out)
-        train_loop(t, out, stop, metrics)
+        tracker = Tracker(out, dataclasses.asdict(cfg), t.state.step) if cfg.track else None
+        train_loop(t, out, stop, metrics, tracker)
         final_all = t.evaluate(variants=cfg.eval_variants)
-    return finish(t, out, initial, metrics, final_all, time.time() - t_start)
+    summary = finish(t, out, initial, metrics, final_all, time.time() - t_start)
+    if tracker:  # after summary.json: the run's plots are written by then
+        tracker.close()
+    return summary
 
 
 def begin(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
@@ -509,7 +514,7 @@ def begin(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
     return initial, metrics
 
 
-def train_loop(t: Trainer, out: Path, stop: StopSignals, metrics: list[dict]) -> None:
+def train_loop(t: Trainer, out: Path, stop: StopSignals, metrics: list[dict], tracker: Tracker | None) -> None:
     """Steps state.step + 1 .. cfg.steps: refresh the basis when due, step, append the logs, evaluate and checkpoint
     when due. A signal lets the step finish, then checkpoints and raises Interrupted."""
     cfg = t.cfg
@@ -533,6 +538,8 @@ def train_loop(t: Trainer, out: Path, stop: StopSignals, metrics: list[dict]) ->
         t.state.step = step
         metrics.append(m)
         append_rows(out / "metrics.jsonl", [m])
+        if tracker:
+            tracker.log(m, step)
         if module_cos:
             append_rows(out / "module_cos.jsonl", [{"step": step, "cos": module_cos}])
         if audit and not append_bounded(out / "rollouts.jsonl", audit, AUDIT_MAX_BYTES) and not audit_full:

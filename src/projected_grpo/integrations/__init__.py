@@ -1,0 +1,1 @@
+"""Bridges to other training engines (optional extras; nothing here is imported by the core package)."""
