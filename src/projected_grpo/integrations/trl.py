@@ -111,7 +111,6 @@ class ProjectionCallback(TrainerCallback):
         arm: str = "erase",
         gate: str = "one_sided",
         preserve_magnitude: bool = True,
-        overshoot: float = 1.0,
         project_update: bool = True,
     ):
         if arm not in ARMS:
@@ -119,7 +118,7 @@ class ProjectionCallback(TrainerCallback):
         self.model, self.arm = model, arm
         self.knobs = adapters.knobs(model)
         self.basis = basis
-        self.proj = Projector(self.knobs, basis, gate, preserve_magnitude, overshoot)
+        self.proj = Projector(self.knobs, basis, gate, preserve_magnitude)
         self.update_proj = UpdateProjector(self.knobs, basis, gate=gate)
         self.project_update = project_update and arm != "none"
         # Only routing trains the quarantine; elsewhere it stays exactly zero (and out of the Trainer's optimizer,
