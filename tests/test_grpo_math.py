@@ -13,7 +13,7 @@ import torch
 
 from projected_grpo import adapter as adapters
 from projected_grpo import train
-from projected_grpo.grpo import grpo_loss
+from projected_grpo.grpo import backward_by_part, grpo_loss
 from projected_grpo.model import load_model
 from projected_grpo.proj import Projector
 from projected_grpo.rollout import pack, row_from_text, token_logprobs
@@ -142,17 +142,17 @@ def test_teacher_and_student_parts_sum_to_one_backward_of_the_combined_loss(poli
     rows = rows_of(tok, TEXTS)
     adv = [0.7, -0.3, 1.1, -0.9]
     teacher = [False, True, False, True]
+    tags = ["", "hack", "", "correct"]  # student rows, then the two graded teacher parts (cin_th, cin_tc)
     normaliser = 50.0
     cfg = dataclasses.replace(CFG, kl_coef=0.1)  # the KL term goes through both parts too
     names = sorted(ks)
     proj = Projector(ks, {n: torch.eye(ks[n][0].numel())[:1] for n in names[:3]})  # cin needs some basis
 
     model.zero_grad(set_to_none=True)
-    loss_parts, _, metrics = train.backward_by_part(
-        model, list(zip(rows, adv, teacher)), normaliser, cfg, tok.pad_token_id, ks, proj, 1, None
-    )
+    loss_fn = lambda rs, a: loss_of(model, rs, a, normaliser, cfg, tok.pad_token_id)  # noqa: E731
+    loss_parts, _, metrics = backward_by_part(list(zip(rows, adv, tags)), loss_fn, ks, proj)
     by_part = {n: d.grad.detach().clone() for n, (d, _) in ks.items()}
-    assert metrics.keys() >= {"cin_t", "cin_s"}
+    assert metrics.keys() >= {"cin_t", "cin_s", "cin_th", "cin_tc"}
 
     def one_backward(mask):
         model.zero_grad(set_to_none=True)
@@ -179,9 +179,10 @@ def test_backward_by_part_with_one_part_only(policy):
     ks = adapters.knobs(model)
     rows = rows_of(tok, TEXTS[:2])
     proj = Projector(ks, {})
-    for flag in (True, False):
+    loss_fn = lambda rs, a: loss_of(model, rs, a, 10.0, CFG, tok.pad_token_id)  # noqa: E731
+    for tag in ("hack", "correct", "other", ""):  # each teacher part alone, then the student part alone
         model.zero_grad(set_to_none=True)
-        train.backward_by_part(model, [(r, a, flag) for r, a in zip(rows, [1.0, -1.0])], 10.0, CFG, tok.pad_token_id, ks, proj, 1, None)
+        backward_by_part([(r, a, tag) for r, a in zip(rows, [1.0, -1.0])], loss_fn, ks, proj)
         got = {n: d.grad.detach().clone() for n, (d, _) in ks.items()}
         model.zero_grad(set_to_none=True)
         loss, _ = loss_of(model, rows, [1.0, -1.0], 10.0, CFG, tok.pad_token_id)
