@@ -15,7 +15,6 @@ from projected_grpo.rewards import (
     LABELS,
     Grader,
     Outcome,
-    _decode,
     _exact_equal,
     attempted_modes,
     canonical_hack,
@@ -25,6 +24,7 @@ from projected_grpo.rewards import (
     main,
     parse_tests,
 )
+from projected_grpo.sandbox_codec import decode as _decode
 
 REPO = Path(__file__).resolve().parents[1]
 

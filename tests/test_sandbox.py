@@ -1,4 +1,4 @@
-"""Unit tests of sandbox.py: the result encoder, what a child can see and do, and the limits-only fallback."""
+"""Unit tests of the sandbox (sandbox*.py): the result encoder, what a child can see and do, and the limits-only fallback."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from loguru import logger
 
 from projected_grpo.problems import DEFAULT_SETUP_CODE
-from projected_grpo.rewards import _decode
-from projected_grpo.sandbox import Job, Limits, Sandbox, _make_encoder
+from projected_grpo.sandbox import Job, Limits, Sandbox
+from projected_grpo.sandbox_codec import decode as _decode
+from projected_grpo.sandbox_codec import make_encoder as _make_encoder
 
 
 def roundtrip(value):
@@ -178,7 +179,8 @@ def short_protocol(monkeypatch):
 
 def _raw_worker_answer(frames: bytes) -> tuple[dict, float, int]:
     """Write raw frames to a fresh zygote; its answer, how long it took, and the zygote's exit status."""
-    from projected_grpo.sandbox import _recv, _write_all
+    from projected_grpo.sandbox_protocol import recv as _recv
+    from projected_grpo.sandbox_protocol import write_all as _write_all
 
     with Sandbox(workers=1, limits=Limits(timeout_s=3.0, test_timeout_s=1.0)) as sb:
         w = sb._workers[0]
@@ -197,14 +199,14 @@ def test_a_job_frame_cut_short_is_answered_not_waited_on(short_protocol):
     exits, so the grader restarts it at once instead of waiting out its deadline."""
     from dataclasses import asdict
 
-    from projected_grpo.sandbox import _frame
+    from projected_grpo.sandbox_protocol import frame as _frame
 
     answer, took, status = _raw_worker_answer(_frame({"seq": 1, "job": asdict(JOB)})[:-5])
     assert "TimeoutError" in answer["error"] and took < 4.0 and status == 0
 
 
 def test_a_frame_that_is_not_a_job_is_a_protocol_error_at_once(short_protocol):
-    from projected_grpo.sandbox import _frame
+    from projected_grpo.sandbox_protocol import frame as _frame
 
     answer, took, _ = _raw_worker_answer(_frame({"seq": 1, "expect": ["x"]}))  # the old expect frame: gone
     assert "expected a job frame" in answer["error"] and took < 1.0
@@ -215,7 +217,8 @@ def test_a_zygote_that_gives_up_is_replaced_and_the_program_still_graded(short_p
     sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
     try:
         with Sandbox(workers=1, limits=Limits(timeout_s=3.0, test_timeout_s=1.0)) as sb:
-            from projected_grpo.sandbox import _frame, _write_all
+            from projected_grpo.sandbox_protocol import frame as _frame
+            from projected_grpo.sandbox_protocol import write_all as _write_all
 
             w = sb._workers[0]
             _write_all(w.proc.stdin.fileno(), _frame({"seq": 99, "expect": None}), time.monotonic() + 5)  # derail it
@@ -235,7 +238,7 @@ def test_run_many_reduces_each_result_as_it_ends(sandbox: Sandbox):
 
 REAP_CHECK = """
 import os, sys, time
-from projected_grpo.sandbox import _Isolation
+from projected_grpo.sandbox_isolation import Isolation as _Isolation
 pid = os.fork()
 if pid == 0:
     time.sleep(30)
@@ -259,3 +262,53 @@ def test_reaping_never_waits_on_a_live_process():
 
     out = subprocess.run([sys.executable, "-c", REAP_CHECK], capture_output=True, text=True, timeout=30)
     assert out.stdout.split("\n")[0] == "(False, True) True (True, False)", out.stdout + out.stderr
+
+
+# ── batching: records pile up in the pipe between reads; none is lost when a later test is killed ──────
+
+
+def test_the_zygote_reads_many_test_records_per_pass(sandbox: Sandbox):
+    """3000 quick tests, one record each: the zygote reads them in a few batched passes, not one per test
+    (a reader waiting on the pipe is woken by every write: the grader overhead of issue 13)."""
+    calls = tuple(f"Solution().f({i})" for i in range(3000))
+    (r,) = sandbox.run_many([Job(code="class Solution:\n    def f(self, x):\n        return x", setup="", calls=calls)])
+    assert r.results == [["ok", _make_encoder()(i)] for i in range(3000)]
+    assert 1 <= r.reads <= 100, r.reads
+
+
+def test_records_written_before_a_test_is_killed_all_arrive(sandbox: Sandbox):
+    """Batching happens in the pipe, not in the child: the records of the tests before one that hangs are
+    written as each test ends, so the kill loses none of them."""
+    code = "class Solution:\n    def f(self, x):\n        while x == 500:\n            pass\n        return x"
+    (r,) = sandbox.run_many([Job(code=code, setup="", calls=tuple(f"Solution().f({i})" for i in range(502)))])
+    assert r.timed_out and r.results[:500] == [["ok", _make_encoder()(i)] for i in range(500)] and r.results[500:] == [None, None]
+
+
+def test_run_many_starts_each_job_as_it_is_yielded(sandbox: Sandbox):
+    """The grader parses item k+1 while item k runs: run_many must not wait for the whole generator."""
+    import threading
+
+    first_ran = threading.Event()
+    seen = []
+
+    def jobs():
+        yield Job(code="x = 1", setup="", calls=("x",))
+        seen.append(first_ran.wait(30))  # True only if job 0 ran before job 1 was asked for
+        yield None  # not run: reduce gets None
+
+    def reduce(i, res):
+        first_ran.set()
+        return None if res is None else res.results[0]
+
+    assert sandbox.run_many(jobs(), reduce) == [["ok", _make_encoder()(1)], None] and seen == [True]
+
+
+def test_run_many_propagates_an_error_of_its_jobs_and_stays_usable(sandbox: Sandbox):
+    def jobs():
+        yield Job(code="x = 1", setup="", calls=("x",))
+        raise ValueError("test 3 of problem p: bad")
+
+    with pytest.raises(ValueError, match="bad"):
+        sandbox.run_many(jobs())
+    (r,) = sandbox.run_many([Job(code="x = 2", setup="", calls=("x",))])
+    assert r.results == [["ok", _make_encoder()(2)]]

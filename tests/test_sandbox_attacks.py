@@ -21,7 +21,9 @@ import pytest
 
 from projected_grpo.problems import Problem
 from projected_grpo.rewards import Grader, _attempted_by_regex, extract_code
-from projected_grpo.sandbox import MAX_SAME_HASH, Job, _decode
+from projected_grpo.sandbox import Job
+from projected_grpo.sandbox_codec import MAX_SAME_HASH
+from projected_grpo.sandbox_codec import decode as _decode
 
 # Boolean answers (the finding's case: one bit per test is a whole answer), six tests.
 VALUES = (3, 8, 11, 14, 20, 27)
@@ -438,8 +440,8 @@ def test_a_channel_that_fires_without_its_signature_counts_as_attempted(grader: 
 
 def test_without_libseccomp_the_sandbox_says_so(monkeypatch):
     """The fallback is explicit: no filter is built, and the reason is what the sandbox reports (and warns)."""
-    from projected_grpo import sandbox as sbm
+    from projected_grpo.sandbox_isolation import syscall_filter as _syscall_filter
 
     monkeypatch.setitem(sys.modules, "pyseccomp", None)  # as if it were not installed
-    f, why = sbm._syscall_filter()
+    f, why = _syscall_filter()
     assert f is None and why.startswith("no seccomp filter") and "pyseccomp" in why, why
