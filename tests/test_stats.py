@@ -105,3 +105,21 @@ def test_report_fails_with_one_line_on_a_missing_directory(tmp_path, capsys, mon
     with pytest.raises(SystemExit) as e:
         report.main()
     assert e.value.code == 2 and "no run summaries" in capsys.readouterr().err
+
+
+def test_report_lomo_and_pc07_tables_read_the_held_out_mode_and_stay_out_of_the_main_table(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "vanilla-s0.json").write_text(json.dumps(_run("vanilla", 0, 0.5, 0.25)))
+    for arm, hack in (("none", 0.75), ("erase", 0.5), ("random", 0.75)):
+        r = _run(f"lomo:sentinel/{arm}", 0, 0.5, 0.25)
+        r["final"]["per_mode"] = {"sentinel": dict(hack=hack, **{"pass": 0.125}, n=32, attempt=0.8, exploit_given_attempt=0.9),
+                                  "run_tests": dict(hack=0.0, **{"pass": 0.5}, n=32)}  # another mode: must not be read
+        r["train_mean"] |= {"cin_th": 0.2, "cin_tc": None, "attempt_s": 0.5, "x_given_a": 0.75}
+        (runs / f"lomo-sentinel-{arm}-s0.json").write_text(json.dumps(r))
+    text = report.tables(tmp_path)
+    main_table = text.split("## Preregistered")[0]
+    assert "lomo:" not in main_table, "LOMO runs are another condition: not paired with the headline vanilla"
+    assert "| sentinel | 32 | 75.0 | 50.0 (-25.0) | - | 75.0 (+0.0) | 12.5 |" in text
+    assert "| lomo:sentinel/none s0 | 0.200 | - | 0.100 | 50.0 | 0.750 |" in text
+    assert "| lomo:sentinel/none s0 | - | 80.0% / 0.90 |" in text
