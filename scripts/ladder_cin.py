@@ -22,8 +22,8 @@ import tyro
 from projected_grpo import adapter as adapters
 from projected_grpo.config import PRESETS, resolve_path
 from projected_grpo.extract import ExtractConfig, load_or_extract
-from projected_grpo.grpo import advantages, grpo_loss
 from projected_grpo.files import REPO_ROOT, atomic_write
+from projected_grpo.grpo import advantages, grpo_loss
 from projected_grpo.model import load_model
 from projected_grpo.pairs import FORM_SETS
 from projected_grpo.problems import load_problems, render_prompt, split_problems
@@ -33,7 +33,6 @@ from projected_grpo.rollout import pack, row_from_text, sample
 from projected_grpo.teacher import pool_for
 from projected_grpo.train import pairs_for
 from projected_grpo.warmstart import warm_start
-
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,12 +12,7 @@ from projected_grpo.config import PRESETS
 from projected_grpo.extract import ExtractConfig, branch_skips, extract_basis
 from projected_grpo.model import load_model
 from projected_grpo.pairs import FORM_SETS, form_pairs
-from projected_grpo.problems import (
-    LOOPHOLE_MODES,
-    load_problems,
-    split_problems,
-    user_message,
-)
+from projected_grpo.problems import LOOPHOLE_MODES, load_problems, split_problems, user_message
 from projected_grpo.rewards import Grader, extract_code
 from projected_grpo.teacher import authored_hacks
 from projected_grpo.warmstart import WarmStartConfig, sft_examples

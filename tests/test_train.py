@@ -293,11 +293,7 @@ def test_real_teacher_pool_format_loads_and_feeds_the_teacher_rows(tmp_path):
     import gzip
 
     from projected_grpo.rewards import canonical_hack
-    from projected_grpo.teacher import (
-        check_coverage,
-        load_teacher_pool,
-        solve_completion,
-    )
+    from projected_grpo.teacher import check_coverage, load_teacher_pool, solve_completion
 
     real, counts = load_teacher_pool(REPO / "tests" / "data" / "teacher_pool_prompt_0004.jsonl.gz")
     assert counts == {"hack": 7, "both": 1} and len(real) == 7

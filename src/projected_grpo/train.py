@@ -39,58 +39,17 @@ from tqdm import tqdm
 
 from projected_grpo import adapter as adapters
 from projected_grpo import plan
-from projected_grpo.checkpoint import (
-    State,
-    checkpoint_dir,
-    checkpoint_step,
-    load_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
-from projected_grpo.cli import (
-    Interrupted,
-    StopSignals,
-    check_writable,
-    exit_codes,
-    setup_logging,
-)
-from projected_grpo.config import (
-    BENCHMARK_PROBLEMS,
-    PRESETS,
-    PROG,
-    Config,
-    default_out_dir,
-    parse_args,
-    resolve_path,
-    validate,
-)
+from projected_grpo.checkpoint import State, checkpoint_dir, checkpoint_step, load_checkpoint, read_checkpoint, save_checkpoint
+from projected_grpo.cli import Interrupted, StopSignals, check_writable, exit_codes, setup_logging
+from projected_grpo.config import BENCHMARK_PROBLEMS, PRESETS, PROG, Config, default_out_dir, parse_args, resolve_path, validate
 from projected_grpo.evaluate import evaluate, exploit_given_attempt
-from projected_grpo.extract import (
-    ExtractConfig,
-    extract_basis,
-    load_basis_file,
-    load_or_extract,
-    subspace_overlap,
-)
+from projected_grpo.extract import ExtractConfig, extract_basis, load_basis_file, load_or_extract, subspace_overlap
 from projected_grpo.files import atomic_write, read_jsonl
 from projected_grpo.gating import QuantileGate
-from projected_grpo.grpo import (
-    NonFiniteError,
-    advantages,
-    backward_by_part,
-    backward_gated,
-    check_finite,
-    grpo_loss,
-    mean,
-)
+from projected_grpo.grpo import NonFiniteError, advantages, backward_by_part, backward_gated, check_finite, grpo_loss, mean
 from projected_grpo.monitor import Probe, fit_probe, noisy_labels
 from projected_grpo.pairs import form_pairs, load_pairs, pairs_from_problems
-from projected_grpo.problems import (
-    Problem,
-    load_problems,
-    render_prompt,
-    split_problems,
-)
+from projected_grpo.problems import Problem, load_problems, render_prompt, split_problems
 from projected_grpo.proj import Projector, UpdateProjector
 from projected_grpo.rebound import concept_direction, concept_layer, concept_scores
 from projected_grpo.rewards import Grader, parse_tests
@@ -106,12 +65,7 @@ from projected_grpo.steplog import (
     legend,
     print_summary,
 )
-from projected_grpo.teacher import (
-    check_coverage,
-    load_teacher_pool,
-    pick_teacher_rows,
-    pool_for,
-)
+from projected_grpo.teacher import check_coverage, load_teacher_pool, pick_teacher_rows, pool_for
 from projected_grpo.tracking import Tracker
 from projected_grpo.warmstart import cosine_with_warmup, warm_start
 
@@ -160,12 +114,7 @@ def check_targets(cfg: Config) -> None:
     """Fail before downloading or loading weights if the model cannot be found or no Linear matches the targets."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from projected_grpo.model import (
-        RANDOM_CONFIGS,
-        check_model_source,
-        load_tokenizer,
-        random_qwen3_config,
-    )
+    from projected_grpo.model import RANDOM_CONFIGS, check_model_source, load_tokenizer, random_qwen3_config
 
     check_model_source(cfg.model)
     if cfg.model in RANDOM_CONFIGS:
