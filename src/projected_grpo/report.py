@@ -273,6 +273,7 @@ def lomo_lines(side: dict[str, dict[int, dict]]) -> list[str]:
         "| fold (held-out mode) | n | none hack % | erase | route | random (placebo) | none pass % | erase | route | random |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    held: dict[str, dict[str, float]] = defaultdict(dict)  # arm -> fold -> hack on the held-out mode
     for mode in folds:
         rs = {arm: side.get(f"lomo:{mode}/{arm}", {}) for arm in LOMO_ARMS}
         seed = min(set.intersection(*(set(r) for r in rs.values() if r)) or {None}, key=lambda s: -1 if s is None else s)
@@ -283,6 +284,14 @@ def lomo_lines(side: dict[str, dict[int, dict]]) -> list[str]:
         hack = [pct(base["hack"])] + [("-" if c is None else f"{pct(c['hack'])} ({100 * (c['hack'] - base['hack']):+.1f})") for arm, c in cell.items() if arm != "none"]
         passed = [pct(base["pass"])] + [("-" if c is None else f"{pct(c['pass'])} ({100 * (c['pass'] - base['pass']):+.1f})") for arm, c in cell.items() if arm != "none"]
         out.append(f"| {mode} | {base['n']} | " + " | ".join(hack + passed) + " |")
+        for arm, c in cell.items():
+            if c is not None:
+                held[arm][mode] = c["hack"]
+    out += ["", "Pooled over folds (each fold one pair of runs; paired t over folds):", ""]
+    for arm in LOMO_ARMS[1:]:
+        if len(set(held[arm]) & set(held["none"])) >= 2:
+            d = stats.paired(held[arm], held["none"])
+            out.append(f"- {arm} − none: {fmt_delta(d)} pts over {d.n} folds")
     return out
 
 
