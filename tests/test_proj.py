@@ -52,9 +52,9 @@ def test_batch_matches_reference_with_padded_rows(gate, preserve):
     for i, v in enumerate(Vs):
         V[i, : len(v)] = v
     G = torch.randn(len(ks), dim, generator=torch.Generator().manual_seed(1))
-    Gp, R, cin, cout, fired = project_batch(G, V, gate, preserve, 1.2)
+    Gp, R, cin, cout, fired = project_batch(G, V, gate, preserve)
     for i, v in enumerate(Vs):
-        gp, r, ci, co = project_one(G[i], v, gate, preserve, 1.2)
+        gp, r, ci, co = project_one(G[i], v, gate, preserve)
         torch.testing.assert_close(Gp[i], gp)
         torch.testing.assert_close(R[i], r)
         torch.testing.assert_close(cin[i], ci)

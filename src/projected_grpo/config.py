@@ -221,7 +221,7 @@ def validate(cfg: Config) -> None:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {cfg.device}: CUDA is not available on this machine")
 
-    if cfg.problems == BENCHMARK_PROBLEMS and not Path(resolve_path(cfg.problems)).is_file():
+    if cfg.problems == BENCHMARK_PROBLEMS and not cfg.plan and not Path(resolve_path(cfg.problems)).is_file():
         raise FileNotFoundError(f"{cfg.problems} not found: the {cfg.preset} preset trains on the benchmark's LeetCode jsonl; "
                                 "copy it there (README: GPU runs) or pass --problems PATH")
     if cfg.basis_file and not Path(resolve_path(cfg.basis_file)).is_file():

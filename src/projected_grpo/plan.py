@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -150,10 +151,18 @@ def prompt_tokens(cfg) -> tuple[int, int, str]:
         tok = load_tokenizer(cfg.model) if cfg.model in RANDOM_CONFIGS else AutoTokenizer.from_pretrained(cfg.model, local_files_only=True)
     except (OSError, ValueError):
         tok, source = load_tokenizer(str(TOKENIZER_DIR)), "the shipped tokenizer (a stand-in)"
+    if not Path(resolve_path(cfg.problems)).exists():  # --plan needs no data: the GPU presets' file is not shipped
+        return ASSUMED_PROMPT_TOKENS, ASSUMED_HELD_OUT, f"{source}; {cfg.problems} is missing, so prompts are assumed " \
+            f"{ASSUMED_PROMPT_TOKENS} tokens and {ASSUMED_HELD_OUT} held-out problems"
     problems = load_problems(resolve_path(cfg.problems), mode=cfg.problems_mode)
     _, held = split_problems(problems, cfg.eval_frac, cfg.split_seed)
     longest = max(len(tok(render_prompt(tok, p), add_special_tokens=False).input_ids) for p in problems)
     return longest, len(held), source
+
+
+# When the problems file is missing (--plan on a machine without the benchmark's jsonl): generous stand-ins. The
+# benchmark's medium/hard prompts are a few hundred tokens; its held-out count depends on the file and --eval-frac.
+ASSUMED_PROMPT_TOKENS, ASSUMED_HELD_OUT = 1024, 64
 
 
 def estimate(a: Arch, cfg, prompt_len: int, n_eval: int, dtype: torch.dtype) -> Plan:
