@@ -57,11 +57,13 @@ def test_gt_monitor_at_full_accuracy_is_the_old_oracle_penalty():
     grades = [G(3.5, True), G(3.5, False), G(0.5, False), G(3.5, True)]
     cfg = dataclasses.replace(QUICK, monitor="gt", monitor_penalty=3.0)
     rows = [Row([1], [2], "x") for _ in grades]
-    rewards, screened, m = train.shape_rewards(1, cfg, None, None, rows, grades, [False, False, True, True], None, None)
+    trainer = object.__new__(train.Trainer)  # only what shape_rewards reads: no model needed for the gt monitor
+    trainer.cfg, trainer.model, trainer.tok, trainer.monitor, trainer.rebound = cfg, None, None, None, None
+    rewards, screened, m = train.shape_rewards(trainer, 1, rows, grades, [False, False, True, True])
     assert rewards == [0.5, 3.5, 0.5, 0.5] and screened == [False] * 4
     assert m["flagged"] == 0.5 and m["monitor_agree"] == 1.0  # student rows only (the first two)
-    _, screened, _ = train.shape_rewards(1, dataclasses.replace(cfg, monitor_use="screen"), None, None, rows, grades,
-                                         [False] * 4, None, None)
+    trainer.cfg = dataclasses.replace(cfg, monitor_use="screen")
+    _, screened, _ = train.shape_rewards(trainer, 1, rows, grades, [False] * 4)
     assert screened == [True, False, False, True]
 
 

@@ -422,7 +422,10 @@ def plot_module_cos(run_dir: Path) -> Path | None:
     """module_cos.png in the run dir: the per-module signed cosine of the live gradient with span(V) (left: median
     and 10-90 % band over modules per step; right: histogram of every module over the first and the last third of
     the steps). None when the run logged no cosines (no basis, or no step with a gradient)."""
-    rows = {r["step"]: r["cos"] for r in read_jsonl(Path(run_dir) / "module_cos.jsonl")}  # a resumed step: the last entry
+    file = Path(run_dir) / "module_cos.jsonl"
+    if not file.exists():  # every step was a no-op: no gradient, no cosine
+        return None
+    rows = {r["step"]: r["cos"] for r in read_jsonl(file)}  # a resumed step: the last entry
     if not rows:
         return None
     steps = sorted(rows)
