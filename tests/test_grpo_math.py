@@ -149,7 +149,7 @@ def test_teacher_and_student_parts_sum_to_one_backward_of_the_combined_loss(poli
 
     model.zero_grad(set_to_none=True)
     loss_parts, _, metrics = train.backward_by_part(
-        model, list(zip(rows, adv, teacher)), normaliser, cfg, tok.pad_token_id, ks, proj, 1, None
+        list(zip(rows, adv, ["hack" if t else "" for t in teacher])), lambda rs, a: loss_of(model, rs, a, normaliser, cfg, tok.pad_token_id), ks, proj
     )
     by_part = {n: d.grad.detach().clone() for n, (d, _) in ks.items()}
     assert metrics.keys() >= {"cin_t", "cin_s"}
@@ -181,7 +181,8 @@ def test_backward_by_part_with_one_part_only(policy):
     proj = Projector(ks, {})
     for flag in (True, False):
         model.zero_grad(set_to_none=True)
-        train.backward_by_part(model, [(r, a, flag) for r, a in zip(rows, [1.0, -1.0])], 10.0, CFG, tok.pad_token_id, ks, proj, 1, None)
+        rows_adv = [(r, a, "hack" if flag else "") for r, a in zip(rows, [1.0, -1.0])]
+        train.backward_by_part(rows_adv, lambda rs, a: loss_of(model, rs, a, 10.0, CFG, tok.pad_token_id), ks, proj)
         got = {n: d.grad.detach().clone() for n, (d, _) in ks.items()}
         model.zero_grad(set_to_none=True)
         loss, _ = loss_of(model, rows, [1.0, -1.0], 10.0, CFG, tok.pad_token_id)
