@@ -14,6 +14,12 @@ smoke-all:
     for arm in none erase route; do just smoke --arm $arm; done
     python -m projected_grpo.results --runs-dir outputs/smoke --out-dir outputs/smoke/results
 
+# the smoke on N processes (data parallel: each process samples, grades and backpropagates its share of the prompts;
+# summed gradients, then the projection). `accelerate launch --multi_gpu` is torchrun underneath: gloo on CPU
+smoke-ddp N="2" *ARGS:
+    CUDA_VISIBLE_DEVICES= BEARTYPE=1 accelerate launch --multi_gpu --num_processes {{N}} --num_machines 1 --mixed_precision no --dynamo_backend no \
+        -m projected_grpo.train smoke --overwrite --out-dir outputs/smoke/ddp{{N}} {{ARGS}}
+
 # the whole test suite: unit tests + scripts/verify_*.py gates, shape checks on
 test *ARGS:
     BEARTYPE=1 python -m pytest {{ARGS}}
@@ -86,3 +92,7 @@ bench-grader:
 # all benchmarks: grader throughput, projection overhead
 bench: bench-grader
     python scripts/bench_proj.py
+
+# step time 1 vs 2 processes (data parallel) on the smoke, side by side
+bench-ddp *ARGS:
+    python scripts/bench_ddp.py {{ARGS}}

@@ -43,6 +43,7 @@ PROJ = ("tests/test_proj_properties.py", "tests/test_proj.py", "scripts/verify_p
 ADAPTER = ("tests/test_adapter.py", "scripts/verify_adapter.py::test_contexts", "scripts/verify_adapter.py::test_gradient_reaches_knobs_only")
 EXTRACT = ("scripts/verify_extract.py", "tests/test_extract.py")
 REWARDS = ("tests/test_rewards.py", "scripts/verify_rewards.py")
+DDP = ("tests/test_ddp.py",)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,11 @@ MUTANTS = [
     Mutant("track_drops_int_columns", "--track logs float columns only (the counts and booleans vanish)",
            ((f"{PKG}/tracking.py", "isinstance(value, (int, float)) and", "isinstance(value, float) and"),),
            ("tests/test_tracking.py::test_tracker_writes_every_numeric_column_the_config_and_the_plots",)),
+    # ── data parallel (distributed.py): tests/test_ddp.py, 2 processes vs 1 (a few minutes under load) ──
+    Mutant("ddp_grads_not_summed", "several processes: each steps on its own share's gradient (the all-reduce skipped)",
+           ((f"{PKG}/distributed.py", "        torch.distributed.all_reduce(flat)\n", ""),), DDP),
+    Mutant("ddp_grads_averaged", "several processes: the knob gradients are averaged, not summed (Adam hides it; the metrics do not)",
+           ((f"{PKG}/distributed.py", "        torch.distributed.all_reduce(flat)\n", "        torch.distributed.all_reduce(flat)\n        flat /= self.world\n"),), DDP),
 ]
 
 

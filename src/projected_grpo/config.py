@@ -91,6 +91,9 @@ class Config:
     temperature: float = 0.7  # sampling temperature (> 0)
     top_p: float = 0.95  # nucleus sampling
     sampler: Literal["auto", "hf", "own"] = "auto"  # rollouts: HF generate or our loop (sampler.py); auto: own on CPU, hf on CUDA
+    # seed the sampling per prompt from (seed, step, prompt index), and each eval from (seed, step): the samples then
+    # do not depend on which process draws them (forced on under several processes; another RNG stream than off)
+    seed_per_prompt: bool = False
     lr: float = 1e-3  # AdamW peak learning rate (cosine decay after the warmup)
     adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (beta1, beta2)
     scale_rewards: bool = False  # False: Dr.GRPO (reward - group mean); True: GRPO's division by the group's std
@@ -173,8 +176,8 @@ def resolve_path(path: str) -> str:
     return str(p if p.is_absolute() or p.exists() else REPO_ROOT / p)
 
 
-def validate(cfg: Config) -> None:
-    """Every value checkable before anything loads; one line naming the flag."""
+def validate(cfg: Config, world: int = 1) -> None:
+    """Every value checkable before anything loads; one line naming the flag. `world`: processes (distributed.py)."""
     at_least_1 = ("steps", "group", "prompts_per_step", "max_new", "rank", "k", "extract_batch", "eval_samples", "ckpt_every", "threads")
     for name in at_least_1:
         if getattr(cfg, name) < 1:
@@ -236,6 +239,22 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--tau-axis must be in [0, 1], got {cfg.tau_axis}")
     if not all(0 <= b < 1 for b in cfg.adam_betas):
         raise ValueError(f"--adam-betas must both be in [0, 1), got {cfg.adam_betas}")
+    if world > 1:
+        validate_processes(cfg, world)
+
+
+def validate_processes(cfg: Config, world: int) -> None:
+    """What several processes do not support yet: each of these reads all the step's rows or rollouts in one
+    process (a gate's quantiles, a monitor's flags, the concept penalty) or re-extracts the basis mid-run."""
+    unsupported = {"--gated": cfg.gated, "--monitor": cfg.monitor != "none", "--rebound-alpha": cfg.rebound_alpha > 0,
+                   "--refresh-every": cfg.refresh_every > 0}
+    on = [name for name, used in unsupported.items() if used]
+    if on:
+        raise ValueError(f"{', '.join(on)} not supported with {world} processes: run it in one process (python -m projected_grpo.train)")
+    if cfg.prompts_per_step < world:
+        raise ValueError(f"--prompts-per-step {cfg.prompts_per_step} < {world} processes: each process needs at least one prompt")
+    if not cfg.seed_per_prompt:
+        raise ValueError("several processes need --seed-per-prompt (train.run sets it on a fresh run; this run was started without it)")
 
 def flag(name: str) -> str:
     return name.replace("_", "-")

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from projected_grpo import adapter as adapters
 from projected_grpo.cli import Failure
+from projected_grpo.distributed import SINGLE, Dist
 from projected_grpo.rollout import Row, token_logprobs
 
 # (rows, their advantages) -> (loss, mean KL or None), already checked finite: what the backward functions call
@@ -69,20 +70,32 @@ def grpo_loss(
     return loss, kl_mean
 
 
-def backward_by_part(rows_adv: list[RowAdv], loss_fn: LossFn, knobs: dict, proj) -> tuple[float, float | None, dict]:
+PARTS = (("th", "hack"), ("tc", "correct"), (None, "other"), ("s", ""))  # (cin key, row tag), in backward order
+
+
+def backward_by_part(rows_adv: list[RowAdv], loss_fn: LossFn, knobs: dict, proj, dist: Dist = SINGLE) -> tuple[float, float | None, dict]:
     """One backward per part, each part's gradient measured alone: teacher rows graded hacked (cin_th), teacher rows
     the oracle passes (cin_tc), other teacher rows, then student rows (cin_s); cin_t on all teacher rows together.
-    Teacher gradients are put aside while the student part runs; .grad ends holding the sum of all parts."""
+    Teacher gradients are put aside while the student part runs; .grad ends holding the sum of all parts.
+
+    Several processes (distributed.py): `rows_adv` are this process's rows. Which parts run is decided on the
+    global row counts, so every process makes the same collectives (one without rows in a part contributes zeros);
+    each part's gradient is summed over processes before its cin is measured, and loss and KL are global."""
     loss_total, kls, metrics = 0.0, [], {}
+    deployed = {n: p for n, (p, _) in knobs.items()}
     teacher: dict[str, Tensor | None] = {n: None for n in knobs}
-    for key, tag in (("th", "hack"), ("tc", "correct"), (None, "other"), ("s", "")):
-        rows = [(r, a) for r, a, t in rows_adv if t == tag]
-        if not rows:
+    counts = dist.sum_ints([sum(t == tag for _, _, t in rows_adv) for _, tag in PARTS])
+    for (key, tag), n in zip(PARTS, counts, strict=True):
+        if not n:
             continue
-        loss, kl = loss_fn([r for r, _ in rows], [a for _, a in rows])
-        loss.backward()
-        loss_total += loss.item()
-        kls.append(kl)
+        rows = [(r, a) for r, a, t in rows_adv if t == tag]
+        kl = None
+        if rows:
+            loss, kl = loss_fn([r for r, _ in rows], [a for _, a in rows])
+            loss.backward()
+            loss_total += loss.item()
+        dist.sum_grads(deployed)
+        kls.append(dist.token_mean(kl, sum(len(r.completion_ids) for r, _ in rows)))
         if key:
             metrics[f"cin_{key}"] = proj("none")["cin"]
         if tag:  # a teacher part: set its gradient aside
@@ -95,7 +108,7 @@ def backward_by_part(rows_adv: list[RowAdv], loss_fn: LossFn, knobs: dict, proj)
         for n, (p, _) in knobs.items():
             if teacher[n] is not None:
                 p.grad = teacher[n] if p.grad is None else p.grad + teacher[n]
-    return loss_total, mean(kls), metrics
+    return dist.sum_floats([loss_total])[0], mean(kls), metrics
 
 
 def backward_gated(rows_adv: list[RowAdv], loss_fn: LossFn, knobs: dict, proj, gate) -> tuple[float, float | None, dict]:

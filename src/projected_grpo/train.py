@@ -3,6 +3,7 @@
     python -m projected_grpo.train smoke --arm erase
     python -m projected_grpo.train full --arm route --seed 1 --out-dir outputs/full/route-s1
     python -m projected_grpo.train --resume outputs/smoke/erase-real-s0
+    accelerate launch --multi_gpu --num_processes 2 -m projected_grpo.train smoke --arm erase   # data parallel
 
 One step, top to bottom (see `train_step`):
   1. pick prompts; sample a student group per prompt (quarantine ablated: rollouts come from the model that ships)
@@ -17,6 +18,11 @@ One step, top to bottom (see `train_step`):
 A run (`_run`): `setup` builds the `Trainer` (model, adapter, basis, optimizer, projectors, baselines) once;
 `begin` writes the initial eval or restores a checkpoint; `train_loop` runs the steps; `finish` evaluates and
 writes summary.json. What a run is (Config, presets, flags) lives in config.py; the GRPO math in grpo.py.
+
+Several processes (distributed.py): every process draws the same prompts and teacher rows, samples, grades and
+backpropagates its share (`t.dist.shard`), and gathers every group's rows and grades, so steps 2-3 and the metrics
+are computed from the global batch; step 4 sums each part's gradient over the processes, so steps 5-6 are the same
+in every process. Process 0 alone writes files and evaluates.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -42,6 +49,8 @@ from projected_grpo import plan
 from projected_grpo.checkpoint import State, checkpoint_dir, checkpoint_step, load_checkpoint, read_checkpoint, save_checkpoint
 from projected_grpo.cli import Interrupted, StopSignals, check_writable, exit_codes, setup_logging
 from projected_grpo.config import BENCHMARK_PROBLEMS, PRESETS, PROG, Config, default_out_dir, parse_args, resolve_path, validate
+from projected_grpo.distributed import SINGLE, Dist
+from projected_grpo.distributed import init as init_processes
 from projected_grpo.evaluate import evaluate, exploit_given_attempt
 from projected_grpo.extract import ExtractConfig, extract_basis, load_basis_file, load_or_extract, subspace_overlap
 from projected_grpo.files import atomic_write, read_jsonl
@@ -176,22 +185,28 @@ class Trainer:
     rebound: tuple | None = None  # (layer, direction, ...) of the activation penalty
     monitor: Probe | None = None
     reports: dict = dataclasses.field(default_factory=dict)  # basis and warm-start reports, for the summary
+    dist: Dist = SINGLE  # the processes of a data-parallel run (distributed.py)
 
-    def evaluate(self, variants: bool = False) -> dict:
+    def evaluate(self, step: int | None, variants: bool = False) -> dict:
+        """The held-out eval after `step` (None: the caller seeds it, as initial_eval does)."""
         cfg = self.cfg
+        if cfg.seed_per_prompt and step is not None:  # from (seed, step) alone: the same in a 1- and an N-process run
+            torch.manual_seed(prompt_seed(cfg.seed, step, -1))
         return evaluate(self.model, self.tok, self.eval_problems, self.grader, cfg.eval_samples, max_new=cfg.eval_max_new or cfg.max_new,
                         temperature=cfg.temperature, top_p=cfg.top_p, sampler=cfg.sampler, variants=variants)
 
 
-def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
-    """Model (+ warm start), adapter, basis, optimizer and schedule, projectors, gate, baselines, teacher pool."""
+def setup(cfg: Config, inputs: Inputs, grader: Grader, dist: Dist = SINGLE) -> Trainer:
+    """Model (+ warm start), adapter, basis, optimizer and schedule, projectors, gate, baselines, teacher pool.
+    Several processes: process 0 runs it first (it writes the caches), then the others (they read them)."""
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     from projected_grpo.model import load_model, resolve_dtype
 
     # random models: one init for every seed. The warm start stands in for (fp32) pretraining: it trains in fp32,
     # and the run then casts the base to its dtype, as a bf16 checkpoint of a pretrained model would be.
-    model, tok = load_model(cfg.model, cfg.device, seed=cfg.split_seed, dtype="fp32" if cfg.warm.epochs else cfg.dtype)
+    device = cfg.device or (str(dist.device) if dist.device is not None else None)  # one GPU per process
+    model, tok = load_model(cfg.model, device, seed=cfg.split_seed, dtype="fp32" if cfg.warm.epochs else cfg.dtype)
     cache = Path(resolve_path(cfg.cache_dir))
     # The warm start stands in for pretraining, so it sees every problem (held-out ones included); GRPO trains on
     # the training split only, and evaluation asks whether what it learned there transfers.
@@ -261,7 +276,7 @@ def setup(cfg: Config, inputs: Inputs, grader: Grader) -> Trainer:
         cfg=cfg, model=model, tok=tok, opt=opt, sched=sched, knobs=knobs, basis=basis, proj=proj, update_proj=update_proj,
         grader=grader, pool=pool, train_problems=inputs.train, eval_problems=inputs.held_out, pairs=inputs.pairs, ecfg=ecfg,
         model_id=model_id, state=State(rng=random.Random(cfg.seed)), gate=gate, rebound=rebound, monitor=monitor,
-        reports=dict(basis_report=basis_report, warm_start=warm_report),
+        reports=dict(basis_report=basis_report, warm_start=warm_report), dist=dist,
     )
 
 
@@ -277,23 +292,25 @@ def train_step(t: Trainer, step: int) -> dict:
     t0 = time.time()
     problems = t.state.rng.sample(t.train_problems, min(cfg.prompts_per_step, len(t.train_problems)))
     prompts = [render_prompt(tok, p, inoculation=cfg.inoculation) for p in problems]
+    mine = t.dist.shard(len(problems))  # this process's prompts: all of them in one process
 
     # 1. student rollouts from the deployed model (quarantine ablated)
     model.eval()
     with adapters.quarantine_ablated(model):
-        student = sample(model, tok, prompts, cfg.group, max_new=cfg.max_new, temperature=cfg.temperature, top_p=cfg.top_p, sampler=cfg.sampler)
+        student = rollouts(t, step, [prompts[i] for i in mine], mine)
     model.train()
 
-    # 2. teacher rows, then grade every row of every group, then shape the rewards
-    groups, is_teacher = [], []
-    for p, rows in zip(problems, student, strict=True):
-        teacher = pick_teacher_rows(t.pool, p, cfg.teacher_hack, cfg.teacher_solve, t.state.rng)
-        # teacher rows are authored and kept whole: cut at max_new, a demonstration would stop paying
-        groups.append(rows + [row_from_text(tok, rows[0].prompt_ids, c) for c in teacher])
-        is_teacher.append([False] * len(rows) + [True] * len(teacher))
+    # 2. teacher rows (drawn for every prompt in every process: the rng stays in step), grade this process's groups,
+    #    gather every group with its grades in the global order, then shape the rewards
+    teacher = [pick_teacher_rows(t.pool, p, cfg.teacher_hack, cfg.teacher_solve, t.state.rng) for p in problems]
+    # teacher rows are authored and kept whole: cut at max_new, a demonstration would stop paying
+    mine_groups = [rows + [row_from_text(tok, rows[0].prompt_ids, c) for c in teacher[i]] for i, rows in zip(mine, student, strict=True)]
+    mine_grades = t.grader.grade_many([(problems[i], r.text) for i, rows in zip(mine, mine_groups, strict=True) for r in rows])
+    graded = t.dist.gather(mine, list(zip(mine_groups, split(mine_grades, [len(g) for g in mine_groups]), strict=True)), len(problems))
+    groups = [g for g, _ in graded]
+    grades = [x for _, gs in graded for x in gs]
     flat = [(p, r) for p, rows in zip(problems, groups, strict=True) for r in rows]
-    grades = t.grader.grade_many([(p, r.text) for p, r in flat])
-    teacher_flags = [f for fs in is_teacher for f in fs]
+    teacher_flags = [i >= cfg.group for rows in groups for i in range(len(rows))]  # student rows first in each group
     rewards, screened, shaping = shape_rewards(t, step, [r for _, r in flat], grades, teacher_flags)
 
     # 3. Dr.GRPO advantages; rows of zero-variance groups carry no gradient (unless KL needs them); screened rows none
@@ -305,13 +322,16 @@ def train_step(t: Trainer, step: int) -> dict:
 
     # 4. backward: by part (teacher, then student) so cin_t and cin_s are measured on each alone, or per rollout
     #    for gated routing
+    #    (several processes: each backpropagates its own groups' rows; the parts' gradients are summed over processes)
     t.opt.zero_grad(set_to_none=True)
-    rows_adv = [(flat[i][1], adv[i], tags[i]) for i in keep]
+    owner = [g for g, rows in enumerate(groups) for _ in rows]
+    rows_adv = [(flat[i][1], adv[i], tags[i]) for i in keep if owner[i] in mine]
     loss_fn = row_loss(t, step, normaliser)
     if cfg.gated:
         loss_total, kl, part_metrics = backward_gated(rows_adv, loss_fn, knobs, t.proj, t.gate)
     else:
-        loss_total, kl, part_metrics = backward_by_part(rows_adv, loss_fn, knobs, t.proj)
+        loss_total, kl, part_metrics = backward_by_part(rows_adv, loss_fn, knobs, t.proj, t.dist)
+        check_finite(torch.tensor(loss_total), step, "loss")  # the global loss: every process stops at the same step
 
     # 5. project the combined gradient; 6. clip, step, project the realised update
     proj_metrics, update_metrics, grad_norm, module_cos = {}, {}, 0.0, None
@@ -360,6 +380,34 @@ def train_step(t: Trainer, step: int) -> dict:
     )
 
 
+def rollouts(t: Trainer, step: int, prompts: list[str], index: list[int]) -> list[list[Row]]:
+    """cfg.group samples per prompt. --seed-per-prompt: each prompt's group from its own seed (seed, step, global
+    prompt index), sampled alone (no padding from other prompts), so a prompt's samples are the same in whichever
+    process draws them; otherwise all prompts at once from the run's torch RNG stream."""
+    cfg = t.cfg
+    kw = {"max_new": cfg.max_new, "temperature": cfg.temperature, "top_p": cfg.top_p, "sampler": cfg.sampler}
+    if not cfg.seed_per_prompt:
+        return sample(t.model, t.tok, prompts, cfg.group, **kw)
+    groups = []
+    for i, prompt in zip(index, prompts, strict=True):
+        torch.manual_seed(prompt_seed(cfg.seed, step, i))
+        groups += sample(t.model, t.tok, [prompt], cfg.group, **kw)
+    return groups
+
+
+def prompt_seed(seed: int, step: int, index: int) -> int:
+    """A torch seed from (run seed, step, global prompt index; -1: the eval at that step)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{step}/{index}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def split(xs: list, sizes: list[int]) -> list[list]:
+    out, i = [], 0
+    for n in sizes:
+        out.append(xs[i : i + n])
+        i += n
+    return out
+
+
 def shape_rewards(t: Trainer, step: int, rows: list[Row], grades, teacher_flags: list[bool]) -> tuple[list[float], list[bool], dict]:
     """Every change to the grader's reward, in one place: the monitor's penalty or screening, then rebound.
 
@@ -395,7 +443,8 @@ def row_loss(t: Trainer, step: int, normaliser: float):
     def loss_fn(rows: list[Row], adv: list[float]):
         ids, attn, comp = pack(rows, t.tok.pad_token_id, t.model.device)
         loss, kl = grpo_loss(t.model, ids, attn, comp, torch.tensor(adv), normaliser=normaliser, clip_eps=t.cfg.clip_eps, kl_coef=t.cfg.kl_coef)
-        check_finite(loss, step, "loss")
+        if t.dist.world == 1:  # several processes check the summed loss after backward, so that all stop together
+            check_finite(loss, step, "loss")
         return loss, kl
 
     return loss_fn
@@ -418,23 +467,29 @@ def student_metrics(grades) -> dict:
 # ── the run ────────────────────────────────────────────────────────────────────────────────────────
 
 
-def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
+def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals, dist: Dist = SINGLE) -> dict:
+    """Several processes: process 0 alone logs, writes files and evaluates; every process trains (distributed.py).
+    Returns the summary (process 0) or {} (the others)."""
     t_start = time.time()
     logger.info(f"{cfg.label or f'{cfg.arm}/{cfg.basis}'} seed {cfg.seed}: preset {cfg.preset}, model {cfg.model}, "
                 f"{cfg.steps} steps{f', resuming {out}' if cfg.resume else ''} -> {out} (full config: {out / 'config.json'})")
-    atomic_write(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    if dist.main:
+        atomic_write(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     logger.debug(f"config: {json.dumps(dataclasses.asdict(cfg))}")
     if cfg.heldout_mode:
         logger.info(f"leave-one-mode-out: {len(inputs.pairs)} pairs without tag {cfg.heldout_mode}")
     logger.info(f"{len(inputs.train)} train / {len(inputs.held_out)} held-out problems; {len(inputs.pairs)} pairs")
     if inputs.teacher_pool_note:
         logger.info(inputs.teacher_pool_note)
-    with Grader(workers=cfg.workers) as grader:
-        t = setup(cfg, inputs, grader)
+    workers = cfg.workers or (max(1, (os.cpu_count() or 1) // dist.world) if dist.world > 1 else None)  # the processes share the cores
+    with Grader(workers=workers) as grader:
+        t = dist.main_first(lambda: setup(cfg, inputs, grader, dist))
         initial, metrics = begin(t, out)
-        tracker = Tracker(out, dataclasses.asdict(cfg), t.state.step) if cfg.track else None
+        tracker = Tracker(out, dataclasses.asdict(cfg), t.state.step) if cfg.track and dist.main else None
         train_loop(t, out, stop, metrics, tracker)
-        final_all = t.evaluate(variants=cfg.eval_variants)
+        final_all = dist.on_main(lambda: t.evaluate(cfg.steps, variants=cfg.eval_variants))
+    if not dist.main:
+        return {}
     summary = finish(t, out, initial, metrics, final_all, time.time() - t_start)
     if tracker:  # after summary.json: the run's plots are written by then
         tracker.close()
@@ -443,10 +498,17 @@ def _run(cfg: Config, out: Path, inputs: Inputs, stop: StopSignals) -> dict:
 
 def begin(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
     """(initial eval, metrics so far): a fresh run evaluates the untrained model; a resume restores the checkpoint
-    and cuts metrics.jsonl and eval.jsonl back to its step (rows past it are redone)."""
-    metrics: list[dict] = []
+    and cuts metrics.jsonl and eval.jsonl back to its step (rows past it are redone). Several processes: each loads
+    the checkpoint; process 0 alone evaluates and writes ({} and [] on the others)."""
     if t.cfg.resume:
         load_checkpoint(checkpoint_dir(out), t.model, t.opt, t.sched, t.state, t.gate)
+    t.dist.check_same(knob_tensors(t), "the knobs at the start")
+    return t.dist.on_main(lambda: begin_files(t, out)) or ({}, [])
+
+
+def begin_files(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
+    metrics: list[dict] = []
+    if t.cfg.resume:
         metrics = [m for m in read_jsonl(out / "metrics.jsonl") if m["step"] <= t.state.step]
         evals = [e for e in read_jsonl(out / "eval.jsonl") if e["step"] <= t.state.step]
         atomic_write(out / "eval.jsonl", "".join(json.dumps(e) + "\n" for e in evals))
@@ -465,11 +527,13 @@ def begin(t: Trainer, out: Path) -> tuple[dict, list[dict]]:
 
 def train_loop(t: Trainer, out: Path, stop: StopSignals, metrics: list[dict], tracker: Tracker | None) -> None:
     """Steps state.step + 1 .. cfg.steps: refresh the basis when due, step, append the logs, evaluate and checkpoint
-    when due. A signal lets the step finish, then checkpoints and raises Interrupted."""
-    cfg = t.cfg
-    tqdm.write(legend())
-    tqdm.write(header())
-    bar = tqdm(range(t.state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr)
+    when due. A signal lets the step finish, then checkpoints and raises Interrupted. Several processes: all of them
+    step; process 0 alone prints, writes and evaluates while the others wait."""
+    cfg, dist = t.cfg, t.dist
+    if dist.main:
+        tqdm.write(legend())
+        tqdm.write(header())
+    bar = tqdm(range(t.state.step + 1, cfg.steps + 1), desc=f"{cfg.arm}/{cfg.basis}", leave=False, file=sys.stderr, disable=not dist.main)
     refreshing, audit_full = bool(cfg.refresh_every), False
     stop.during_steps = True  # a signal now lets the step finish, then checkpoints and stops
     for step in bar:
@@ -479,34 +543,52 @@ def train_loop(t: Trainer, out: Path, stop: StopSignals, metrics: list[dict], tr
                 overlap, refreshing = refresh(t, step)
             m = train_step(t, step)
             m["refresh_overlap"] = overlap
-            module_cos, audit = m.pop("module_cos"), m.pop("audit")
         except NonFiniteError:  # raised before opt.step(): the weights are those of the last completed step
-            save_checkpoint(out, t.model, t.opt, t.sched, t.state, t.gate)
+            save(t, out)
             logger.warning(f"stopped after step {t.state.step}; checkpoint saved in {out / 'ckpt'}")
             raise
         t.state.step = step
         metrics.append(m)
-        append_rows(out / "metrics.jsonl", [m])
-        if tracker:
-            tracker.log(m, step)
-        if module_cos:
-            append_rows(out / "module_cos.jsonl", [{"step": step, "cos": module_cos}])
-        if audit and not append_bounded(out / "rollouts.jsonl", audit, AUDIT_MAX_BYTES) and not audit_full:
-            audit_full = True
-            logger.warning(f"{out / 'rollouts.jsonl'} reached {AUDIT_MAX_BYTES} bytes: no more rollout audits this run")
-        tqdm.write(format_row(m) + ("  no-op" if m["noop"] else ""))
-        if m["noop"] and not any(x.get("noop") for x in metrics[:-1]):
-            logger.warning(f"step {step} is a no-op: every group had zero reward variance, so no policy gradient "
-                           "(rows marked 'no-op'; the count is logged at the end)")
-        logger.debug(json.dumps(m))
+        if dist.main:
+            audit_full = record_step(out, m, metrics, audit_full)
+            if tracker:
+                tracker.log(m, step)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-            append_rows(out / "eval.jsonl", [{"step": step, **eval_row(t.evaluate())}])
-        if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
-            save_checkpoint(out, t.model, t.opt, t.sched, t.state, t.gate)
-        if stop.requested:
+            dist.on_main(lambda: append_rows(out / "eval.jsonl", [{"step": step, **eval_row(t.evaluate(step))}]))  # noqa: B023 (called now)
+        stopping = dist.any(stop.requested)  # a signal that reached one process stops every process after this step
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or stopping:
+            save(t, out)
+        if stopping:
             bar.close()
             raise Interrupted(f"interrupted at step {step}; continue with: {PROG} --resume {out}")
     stop.during_steps = False
+
+
+def record_step(out: Path, m: dict, metrics: list[dict], audit_full: bool) -> bool:
+    """Append the step to metrics.jsonl (module_cos.jsonl, rollouts.jsonl) and print its row; returns audit_full."""
+    step, module_cos, audit = m["step"], m.pop("module_cos"), m.pop("audit")
+    append_rows(out / "metrics.jsonl", [m])
+    if module_cos:
+        append_rows(out / "module_cos.jsonl", [{"step": step, "cos": module_cos}])
+    if audit and not append_bounded(out / "rollouts.jsonl", audit, AUDIT_MAX_BYTES) and not audit_full:
+        audit_full = True
+        logger.warning(f"{out / 'rollouts.jsonl'} reached {AUDIT_MAX_BYTES} bytes: no more rollout audits this run")
+    tqdm.write(format_row(m) + ("  no-op" if m["noop"] else ""))
+    if m["noop"] and not any(x.get("noop") for x in metrics[:-1]):
+        logger.warning(f"step {step} is a no-op: every group had zero reward variance, so no policy gradient "
+                       "(rows marked 'no-op'; the count is logged at the end)")
+    logger.debug(json.dumps(m))
+    return audit_full
+
+
+def save(t: Trainer, out: Path) -> None:
+    """Checkpoint: process 0 writes it once every process holds the same knobs (the others wait)."""
+    t.dist.check_same(knob_tensors(t), f"the knobs after step {t.state.step}")
+    t.dist.on_main(lambda: save_checkpoint(out, t.model, t.opt, t.sched, t.state, t.gate))
+
+
+def knob_tensors(t: Trainer) -> dict:
+    return {f"{n}.{i}": k for n, pair in t.knobs.items() for i, k in enumerate(pair)}
 
 
 def finish(t: Trainer, out: Path, initial: dict, metrics: list[dict], final_all: dict, wall_s: float) -> dict:
@@ -565,7 +647,7 @@ def initial_eval(t: Trainer, cache_dir: Path) -> dict:
         return json.loads(path.read_text())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 10_007)  # its own stream: the same for every arm of this seed
-        result = eval_row(t.evaluate())
+        result = eval_row(t.evaluate(None))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(result))
     return json.loads(json.dumps(result))  # what a HIT returns
@@ -627,7 +709,9 @@ def run(cfg: Config) -> dict:
 
     Raises ValueError / FileNotFoundError for bad input, cli.Failure for a failure inside the run, and
     cli.Interrupted on SIGINT/SIGTERM (after the checkpoint); `main` turns each into one line and an exit code."""
-    validate(cfg)
+    dist = init_processes(cfg.device)
+    cfg = for_processes(cfg, dist)
+    validate(cfg, dist.world)
     if cfg.plan:  # from the model's config.json alone: no weights, no output directory
         print(plan.describe(cfg))
         return {}
@@ -641,11 +725,14 @@ def run(cfg: Config) -> dict:
         if done == cfg.steps and (out / "summary.json").exists():
             logger.info(f"{out} finished at step {done}: nothing to do, nothing changed (--steps N > {done} continues it)")
             return json.loads((out / "summary.json").read_text())
-    prepare_out_dir(cfg, out)
-    log_handler = logger.add(out / "train.log", level="DEBUG")
+    dist.barrier()  # every process has checked the run directory before process 0 changes it
+    if dist.main:
+        prepare_out_dir(cfg, out)
+    dist.barrier()
+    log_handler = logger.add(out / "train.log", level="DEBUG") if dist.main else None
     try:
         with StopSignals() as stop:
-            return _run(cfg, out, inputs, stop)
+            return _run(cfg, out, inputs, stop, dist)
     except KeyboardInterrupt:
         step = checkpoint_step(checkpoint_dir(out))
         if step is None:
@@ -656,7 +743,22 @@ def run(cfg: Config) -> dict:
         logger.opt(exception=e).debug("the run stopped")  # the traceback, for train.log only
         raise
     finally:
-        logger.remove(log_handler)
+        if log_handler is not None:
+            logger.remove(log_handler)
+
+
+def for_processes(cfg: Config, dist: Dist) -> Config:
+    """Several processes: --seed-per-prompt on (a fresh run; a resumed run must have been started with it), and
+    only process 0 talks (the others log warnings and errors, prefixed with their rank)."""
+    if dist.world == 1:
+        return cfg
+    if not dist.main:
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING", format=f"<level>{{level: <7}}</level> [rank {dist.rank}] {{message}}")
+    if not cfg.seed_per_prompt and not cfg.resume:
+        logger.info(f"{dist.world} processes: --seed-per-prompt on (a prompt's samples must not depend on the process)")
+        cfg = dataclasses.replace(cfg, seed_per_prompt=True)
+    return cfg
 
 
 def refuse_existing_run(cfg: Config, out: Path) -> None:
