@@ -56,17 +56,16 @@ class Dist:
 
     def sum_ints(self, xs: list[int]) -> list[int]:
         """Element-wise sum over processes (e.g. rows per backward part: every process runs the same parts)."""
-        if self.world == 1:
-            return xs
-        t = torch.tensor(xs, dtype=torch.long, device=self._comm_device())
-        torch.distributed.all_reduce(t)
-        return t.tolist()
+        return self._sum(xs, torch.long)
 
     def sum_floats(self, xs: list[float]) -> list[float]:
         """Element-wise sum over processes, in float64 (loss totals, KL sums and their token counts)."""
+        return self._sum(xs, torch.float64)
+
+    def _sum(self, xs: list, dtype: torch.dtype) -> list:
         if self.world == 1:
             return xs
-        t = torch.tensor(xs, dtype=torch.float64, device=self._comm_device())
+        t = torch.tensor(xs, dtype=dtype, device=self._comm_device())
         torch.distributed.all_reduce(t)
         return t.tolist()
 
